@@ -1,0 +1,74 @@
+"""The typer application and the one place where errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+try:  # typer >= 0.20 vendors click; older typer uses click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
+
+from moeplan import __version__
+from moeplan.cli.count import count_command
+from moeplan.errors import MoeplanError
+
+app = typer.Typer(
+    name="moeplan",
+    help="Plan Mixture-of-Experts pre-training runs: exact counts, published scaling laws, certified optima.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"moeplan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+) -> None:
+    """moeplan: which MoE to build for a compute budget, how long to train it, and the loss to expect."""
+
+
+app.command("count")(count_command)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"moeplan: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console entry point: usage errors exit 2, domain errors exit 1, each as one line on stderr."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        code = typer.main.get_command(app).main(args=sys.argv[1:], prog_name="moeplan", standalone_mode=False)
+    except getattr(click_exceptions, "NoArgsIsHelpError", ()) as err:
+        print(err.format_message() if hasattr(err, "format_message") else err)
+        sys.exit(0)
+    except click_exceptions.UsageError as err:
+        if debug:
+            raise
+        _fail(err.format_message().replace("\n", " "), 2)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except MoeplanError as err:
+        if debug:
+            raise
+        _fail(str(err), err.exit_code)
+    except (OSError, ValueError, OverflowError) as err:
+        if debug:
+            raise
+        _fail(f"{type(err).__name__}: {err}", 1)
+    sys.exit(code if isinstance(code, int) else 0)
