@@ -33,8 +33,8 @@ def count_command(
 
 
 def render(c: Count, title: str) -> None:
-    table = Table(title=f"{title}  (FLOPs: {c.convention.value}, seq {c.seq_len}, causal {c.causal})")
-    table.add_column("component")
+    table = Table(title=title, caption=f"FLOPs convention {c.convention.value}, seq {c.seq_len}, causal {c.causal}")
+    table.add_column("component", no_wrap=True)
     table.add_column("total params", justify="right")
     table.add_column("active params", justify="right")
     table.add_column("train FLOPs/token", justify="right")

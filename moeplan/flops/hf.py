@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from moeplan.errors import MoeplanError
+from moeplan.errors import MoeplanError, UsageError
 from moeplan.flops.architecture import MLA, Architecture
 
 DEFAULT_SEQ_LEN = 4096
@@ -203,7 +203,7 @@ def read_json(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise MoeplanError(f"{path}: no such file") from None
+        raise UsageError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise MoeplanError(f"{path}: cannot read: {err}") from None
     except json.JSONDecodeError as err:
