@@ -14,6 +14,7 @@ except ImportError:  # pragma: no cover
 
 from moeplan import __version__
 from moeplan.cli.count import count_command
+from moeplan.cli.laws import derive_command, laws_command, leverage_command, predict_command
 from moeplan.errors import MoeplanError
 
 app = typer.Typer(
@@ -42,6 +43,10 @@ def _root(
 
 
 app.command("count")(count_command)
+app.command("laws")(laws_command)
+app.command("derive")(derive_command)
+app.command("predict")(predict_command)
+app.command("leverage")(leverage_command)
 
 
 def _fail(message: str, code: int) -> None:
