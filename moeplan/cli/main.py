@@ -15,6 +15,7 @@ except ImportError:  # pragma: no cover
 from moeplan import __version__
 from moeplan.cli.count import count_command
 from moeplan.cli.laws import derive_command, laws_command, leverage_command, predict_command
+from moeplan.cli.plan import plan_command
 from moeplan.errors import MoeplanError
 
 app = typer.Typer(
@@ -42,6 +43,7 @@ def _root(
     """moeplan: which MoE to build for a compute budget, how long to train it, and the loss to expect."""
 
 
+app.command("plan")(plan_command)
 app.command("count")(count_command)
 app.command("laws")(laws_command)
 app.command("derive")(derive_command)

@@ -7,7 +7,6 @@ root finding on the derived gradient where it did not ([HY] Eq. 31).
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import brentq
 
 from moeplan.errors import MoeplanError
 from moeplan.laws import _generated
@@ -81,6 +80,8 @@ def compute_optimal_active(law: Law, total_params: float, compute: float, expert
     Solves the derived Eq. 31 (dL/dN_a = 0) by Brent's method in log N_a on (0, N]; N itself when the
     gradient is still negative there (compute is plentiful).
     """
+    from scipy.optimize import brentq  # scipy.optimize costs ~0.4 s to import: only when solving
+
     _require(law, "hy")
     g = optimal_experts(law) if experts is None else experts
     s = optimal_shared_ratio(law) if shared_ratio is None else shared_ratio

@@ -1,0 +1,307 @@
+"""`plan(request)`: budget -> buildable space -> exact optimum and band -> Optuna study -> `Plan`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from moeplan import __version__
+from moeplan.errors import MoeplanError
+from moeplan.flops.architecture import Architecture
+from moeplan.flops.conventions import Convention
+from moeplan.flops.count import ParamCounts, count
+from moeplan.flops.hf import read_json
+from moeplan.laws import get_law
+from moeplan.laws import optima as law_optima
+from moeplan.laws.model import Extrapolation, Law
+from moeplan.planner.binding import Binding, binding_constraints
+from moeplan.planner.request import PlanRequest
+from moeplan.planner.solve import Band, bound_is_valid, branch_and_bound, enumerate_space
+from moeplan.planner.space import AXES, Space
+from moeplan.planner.study import TRAINING_BYTES_PER_PARAM, describe, run_study
+
+ALTERNATIVES = 7  # band members shown and recorded as trials besides the chosen plan
+
+
+class Candidate(BaseModel):
+    """One architecture of the space, summarised: its six axes and what the planner derives from them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n_layers: int
+    d_hidden: int
+    d_expert: int
+    n_experts: int
+    top_k: int
+    n_shared_experts: int
+    loss: float
+    total_params: int
+    active_params: int
+    tokens: float
+    train_flops_per_token: float
+
+
+class Plan(BaseModel):
+    """A planned run: the architecture, its counts, its tokens, the predicted loss and how sure we are."""
+
+    model_config = ConfigDict(frozen=True)
+
+    moeplan_version: str
+    request: PlanRequest
+    law: str
+    law_constants: dict[str, float]
+    law_constants_source: list[str]
+    convention: Convention
+    compute: float
+    objective: str
+
+    architecture: Architecture
+    total: ParamCounts
+    active: ParamCounts
+    train_flops_per_token: float
+    tokens: float
+    tokens_per_param: float
+    tokens_per_active_param: float
+    loss: float
+    activated_experts: float = Field(description="[HY] G = n_k + n_s")
+    shared_ratio: float = Field(description="[HY] S = n_s / G")
+    granularity: float = Field(description="[LING] G_L = 2 d_hidden / d_expert")
+    activation_ratio: float = Field(description="[LING] A = (E_a + E_s)/(E + E_s)")
+    total_over_active: float = Field(description="N / N_a, non-embedding")
+    weight_memory_gb: float = Field(description="bf16 weights, 2 bytes per parameter")
+    training_memory_gb: float = Field(description=f"{TRAINING_BYTES_PER_PARAM} bytes per parameter (mixed-precision Adam)")
+    efficiency_leverage: float = Field(description="[LING] EL(A, G_L, C)")
+    dense_equivalent_compute: float = Field(description="[LING] EL x C")
+    ling_learning_rate: float = Field(description="[LING] suggested peak learning rate 1.1576 C^-0.1529")
+    ling_batch_tokens: float = Field(description="[LING] suggested batch in tokens 0.0694 C^0.3644 (reconstructed)")
+
+    band_tolerance: float
+    band_size: int = Field(description="configurations within band_tolerance of the best predicted loss")
+    alternatives: list[Candidate]
+    seeds: list[Candidate] = Field(description="best configurations at the sympy-derived G*, S* (enqueued trials)")
+    pareto_front: list[Candidate] | None = None
+    binding: list[Binding]
+    assumptions: list[str]
+    extrapolation: list[Extrapolation]
+
+    space_size: int
+    points_evaluated: int
+    verified: bool
+    regret: float | None = None
+    certificate_points: int | None = None
+    certificate_band_size: int | None = None
+
+    study_name: str
+    storage: str
+    trials: int
+
+
+def load_law(request: PlanRequest) -> Law:
+    """The request's law, with fitted constants from `law_params` if given."""
+    law = get_law(request.law)
+    if request.law_params is None:
+        return law
+    data = read_json(request.law_params)
+    if data.get("law", law.name) != law.name:
+        raise MoeplanError(f"{request.law_params} holds constants of law {data.get('law')!r}, not {law.name!r}")
+    constants = data.get("constants")
+    if not isinstance(constants, dict) or not constants:
+        raise MoeplanError(f"{request.law_params}: no 'constants' object")
+    source = data.get("source", f"fitted, {request.law_params}")
+    return law.with_values({k: float(v) for k, v in constants.items()}, source=source)
+
+
+def study_name_for(request: PlanRequest) -> str:
+    key = request.model_dump_json(exclude={"storage", "study_name", "trials"})
+    return f"moeplan-{request.compute:.3g}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def _seed_combos(space: Space, law: Law) -> list[int]:
+    """(top_k, shared) combos nearest the sympy-derived G* and S*: floor and ceil of G*, n_s = round(S*·G)."""
+    if (law.code_name or law.name) != "hy":
+        return []
+    g_star, s_star = law_optima.optimal_experts(law), law_optima.optimal_shared_ratio(law)
+    ks, ss = space.combos
+    wanted = []
+    for g in sorted({int(np.floor(g_star)), int(np.ceil(g_star))}):
+        s = int(round(s_star * g))
+        hit = np.flatnonzero((ks + ss == g) & (ss == s))
+        wanted += hit.tolist()
+    return wanted
+
+
+def _candidate(space: Space, band: Band, k: int) -> Candidate:
+    values = {a: int(v) for a, v in space.values(*band.point(k)).items()}
+    d = describe(space, values)
+    return Candidate(**values, loss=d["loss"], total_params=d["total_params"], active_params=d["active_params"],
+                     tokens=d["tokens"], train_flops_per_token=d["train_flops_per_token"])
+
+
+def _infeasible(space: Space) -> MoeplanError:
+    """Name the constraints that no buildable configuration satisfies on its own, or say they conflict."""
+    r, p = space.request, space.request.priors
+    pairs = np.arange(len(space.pairs[0]))
+    j_lo, j_hi = space.expert_index_range
+    smallest = space.evaluate(pairs, 0, j_lo, 1)
+    i_max = space.expert_count_range[1]
+    largest = space.evaluate(pairs, len(space.combos[0]) - 1, j_hi, i_max)
+    reasons = []
+    best_ratio = float(np.max(smallest.tokens / smallest.total))
+    if best_ratio < p.min_tokens_per_param:
+        reasons.append(f"the budget {r.compute:.3g} FLOPs gives at most {best_ratio:.3g} tokens per parameter even "
+                       f"to the smallest buildable model, below the floor of {p.min_tokens_per_param:g}")
+    if r.params_cap is not None and smallest.total.min() > r.params_cap:
+        reasons.append(f"the smallest buildable model has {smallest.total.min():.4g} parameters, above the cap "
+                       f"of {r.params_cap:.4g}")
+    if r.max_tokens is not None and largest.tokens.min() > r.max_tokens:
+        reasons.append(f"even the largest buildable model needs {largest.tokens.min():.4g} tokens to spend the "
+                       f"budget, above the {r.max_tokens:.4g} available")
+    if not reasons:
+        caps = [f"tokens >= {p.min_tokens_per_param:g} x parameters"]
+        caps += [f"total parameters <= {r.params_cap:.4g}"] if r.params_cap is not None else []
+        caps += [f"tokens <= {r.max_tokens:.4g}"] if r.max_tokens is not None else []
+        reasons.append("no buildable configuration satisfies all of: " + ", ".join(caps))
+    return MoeplanError("no buildable model fits: " + "; ".join(reasons))
+
+
+def assumptions(space: Space) -> list[str]:
+    r, p = space.request, space.request.priors
+    return [
+        f"law {space.law.name} ({', '.join(sorted({c.source for c in space.law.constants}))}); "
+        f"FLOPs convention {r.convention.value}, causal; seq {r.seq_len}, vocab {r.vocab_size}, "
+        f"tied embeddings {r.tie_embeddings}",
+        f"attention: d_head {r.d_head}, {r.gqa_group} query heads per kv head; d_hidden multiple of {r.d_hidden_step}, "
+        f"d_expert multiple of {r.expert_align}",
+        f"parallelism: tensor {r.tensor_parallel}, expert {r.expert_parallel} (n_experts multiple), "
+        f"pipeline {r.pipeline_parallel} (layers multiple)",
+        f"layers in [{p.min_layers}, {p.max_layers}], d_hidden in [{p.min_d_hidden}, {p.max_d_hidden}], "
+        f"d_hidden/layers in [{p.min_aspect:g}, {p.max_aspect:g}], d_expert/d_hidden in "
+        f"[{p.min_expert_ratio:g}, {p.max_expert_ratio:g}]",
+        f"n_experts <= {p.max_experts}, top_k <= {p.max_top_k}, shared experts <= {p.max_shared} (width d_expert), "
+        f"leading dense layers {p.dense_layers}",
+        f"tokens >= {p.min_tokens_per_param:g} x total parameters"
+        + (f"; total parameters <= {r.params_cap:.4g}" if r.params_cap else "")
+        + (f"; tokens <= {r.max_tokens:.4g} (never more than one epoch)" if r.max_tokens else ""),
+    ]
+
+
+def plan(request: PlanRequest, verify: bool = False) -> Plan:
+    """The buildable MoE with the lowest predicted loss for `request`, certified exact by construction."""
+    law = load_law(request)
+    if (law.code_name or law.name) != "hy":
+        raise MoeplanError(f"planning needs the [HY] form (hy, or constants fitted to it); law {law.name!r} is for "
+                           "moeplan predict and fit")
+    space = Space(request, law)
+    space.check()
+
+    exact_bound = bound_is_valid(space)
+    seed_combos = _seed_combos(space, law)
+    seeds: list[Band] = []
+    incumbent = np.inf
+    evaluated = 0
+    if exact_bound:
+        for combo in seed_combos:  # sympy's G*, S* narrow the search: their optimum is the first incumbent
+            seed = branch_and_bound(space, 0.0, combos=[combo])
+            evaluated += seed.evaluated
+            if len(seed):
+                seeds.append(seed)
+                incumbent = min(incumbent, float(seed.loss[0]))
+        band = branch_and_bound(space, request.tolerance, incumbent=incumbent)
+    else:
+        band = enumerate_space(space, request.tolerance)
+    evaluated += band.evaluated
+    if len(band) == 0:
+        raise _infeasible(space)
+
+    chosen = 0
+    if request.objective == "efficient":  # cheapest FLOPs/token within the tolerance, ties by loss
+        flops = space.evaluate(band.pair, band.combo, band.j, band.i).flops_per_token
+        chosen = int(np.lexsort((band.loss, flops))[0])
+    best = _candidate(space, band, chosen)
+    alternatives = [_candidate(space, band, k) for k in range(min(len(band), ALTERNATIVES + 1)) if k != chosen]
+    alternatives = alternatives[:ALTERNATIVES]
+    seed_candidates = [_candidate(space, s, 0) for s in seeds]
+
+    name = request.study_name or study_name_for(request)
+    proposals = [("seed", _axes(c)) for c in seed_candidates] + [("plan", _axes(best))]
+    proposals += [("band", _axes(c)) for c in alternatives]
+    multi = request.objective == "pareto"
+    extra = max(0, (request.trials or 0) - len(proposals))
+    study = run_study(space, proposals, request.storage, name, extra, request.seed, multi)
+
+    certificate = enumerate_space(space, request.tolerance) if verify else None
+    arch = space.architecture_of(_axes(best))
+    return _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate, name)
+
+
+def _axes(c: Candidate) -> dict[str, int]:
+    return {a: getattr(c, a) for a in AXES}
+
+
+def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluated, certificate, name) -> Plan:
+    r = space.request
+    c = count(arch, r.convention)
+    ling = get_law("ling")
+    el = float(ling.evaluate(A=arch.activation_ratio, G_L=arch.granularity, C=r.compute))
+    g, s = arch.activated_experts, arch.shared_ratio
+    front = None
+    if r.objective == "pareto":
+        front = sorted((_trial_candidate(t) for t in study.best_trials if not t.user_attrs.get("violated")),
+                       key=lambda x: (x.total_params, x.loss))
+    return Plan(
+        moeplan_version=__version__,
+        request=r,
+        law=law.name,
+        law_constants=law.values,
+        law_constants_source=sorted({k.source for k in law.constants}),
+        convention=r.convention,
+        compute=r.compute,
+        objective=r.objective,
+        architecture=arch,
+        total=c.total,
+        active=c.active,
+        train_flops_per_token=c.train_flops_per_token,
+        tokens=best.tokens,
+        tokens_per_param=best.tokens / c.total.all,
+        tokens_per_active_param=best.tokens / c.active.all,
+        loss=best.loss,
+        activated_experts=g,
+        shared_ratio=s,
+        granularity=arch.granularity,
+        activation_ratio=arch.activation_ratio,
+        total_over_active=c.total.without_embeddings / c.active.without_embeddings,
+        weight_memory_gb=2 * c.total.all / 1e9,
+        training_memory_gb=TRAINING_BYTES_PER_PARAM * c.total.all / 1e9,
+        efficiency_leverage=el,
+        dense_equivalent_compute=el * r.compute,
+        ling_learning_rate=float(ling.evaluate("learning_rate", C=r.compute)),
+        ling_batch_tokens=float(ling.evaluate("batch_tokens", C=r.compute)),
+        band_tolerance=r.tolerance,
+        band_size=len(band),
+        alternatives=alternatives,
+        seeds=seeds,
+        pareto_front=front,
+        binding=binding_constraints(space, _axes(best), best.loss),
+        assumptions=assumptions(space),
+        extrapolation=law.extrapolation(N=c.total.without_embeddings, D=best.tokens,
+                                        N_a=c.active.without_embeddings, G=g, S=s),
+        space_size=space.size,
+        points_evaluated=evaluated,
+        verified=certificate is not None,
+        regret=None if certificate is None else best.loss - float(certificate.loss[0]),
+        certificate_points=None if certificate is None else certificate.evaluated,
+        certificate_band_size=None if certificate is None else len(certificate),
+        study_name=name,
+        storage=r.storage or "sqlite:///moeplan.db",
+        trials=len(study.trials),
+    )
+
+
+def _trial_candidate(t) -> Candidate:
+    a = t.user_attrs
+    return Candidate(**t.params, loss=t.values[0], total_params=int(a["total_params"]),
+                     active_params=int(a["active_params"]), tokens=a["tokens"],
+                     train_flops_per_token=a["train_flops_per_token"])

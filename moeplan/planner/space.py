@@ -1,0 +1,208 @@
+"""The buildable space of a request as index axes, and the vectorised evaluation of any set of its points.
+
+A point is (pair, combo, j, i): pair = (layers, d_hidden) within the aspect band, combo = (top_k, shared),
+d_expert = expert_align·j within the expert-ratio band of that d_hidden, n_experts = expert_parallel·i.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from moeplan.errors import MoeplanError
+from moeplan.flops.architecture import Architecture
+from moeplan.flops.vectorised import count_arrays
+from moeplan.laws.model import Law
+from moeplan.planner.request import PlanRequest
+
+AXES = ("n_layers", "d_hidden", "d_expert", "n_experts", "top_k", "n_shared_experts")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Counts, tokens, loss and feasibility of many points (arrays of one length)."""
+
+    total: np.ndarray          # all parameters (memory)
+    n: np.ndarray              # law N: total without embeddings
+    n_a: np.ndarray            # law N_a: active without embeddings
+    flops_per_token: np.ndarray
+    tokens: np.ndarray
+    loss: np.ndarray
+    feasible: np.ndarray
+
+
+@dataclass(frozen=True)
+class Space:
+    request: PlanRequest
+    law: Law
+
+    # -- axes -----------------------------------------------------------------------------------------
+    @cached_property
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(layers, d_hidden) pairs within the size ranges and the aspect band, layers a multiple of PP."""
+        r, p = self.request, self.request.priors
+        step = r.d_hidden_step
+        widths = np.arange(math.ceil(p.min_d_hidden / step), p.max_d_hidden // step + 1) * step
+        pp = r.pipeline_parallel
+        layers = np.arange(math.ceil(p.min_layers / pp), p.max_layers // pp + 1) * pp
+        ll, dd = np.meshgrid(layers, widths, indexing="ij")
+        ll, dd = ll.ravel(), dd.ravel()
+        aspect = dd / ll
+        keep = (aspect >= p.min_aspect) & (aspect <= p.max_aspect)
+        ll, dd = ll[keep], dd[keep]
+        j_lo, j_hi = self._expert_index_range(dd)
+        keep = j_lo <= j_hi
+        return ll[keep].astype(np.int64), dd[keep].astype(np.int64)
+
+    def _expert_index_range(self, d_hidden: np.ndarray):
+        p, align = self.request.priors, self.request.expert_align
+        j_lo = np.ceil(p.min_expert_ratio * d_hidden / align - 1e-9).astype(np.int64)
+        j_hi = np.floor(p.max_expert_ratio * d_hidden / align + 1e-9).astype(np.int64)
+        return np.maximum(j_lo, 1), j_hi
+
+    @cached_property
+    def expert_index_range(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._expert_index_range(self.pairs[1])
+
+    @cached_property
+    def combos(self) -> tuple[np.ndarray, np.ndarray]:
+        """(top_k, shared) combinations allowed by the caps."""
+        p = self.request.priors
+        k, s = np.meshgrid(np.arange(1, p.max_top_k + 1), np.arange(0, p.max_shared + 1), indexing="ij")
+        return k.ravel().astype(np.int64), s.ravel().astype(np.int64)
+
+    @cached_property
+    def expert_count_range(self) -> tuple[int, int]:
+        ep = self.request.expert_parallel
+        return 1, self.request.priors.max_experts // ep
+
+    def min_expert_index(self, top_k: np.ndarray) -> np.ndarray:
+        """Smallest n_experts index with n_experts > top_k (routing must choose among more than it keeps)."""
+        ep = self.request.expert_parallel
+        return np.maximum(self.expert_count_range[0], top_k // ep + 1)
+
+    @property
+    def size(self) -> int:
+        """Number of points in the space (before caps on parameters and tokens)."""
+        j_lo, j_hi = self.expert_index_range
+        per_pair = (j_hi - j_lo + 1).sum()
+        i_max = self.expert_count_range[1]
+        per_combo = np.maximum(0, i_max - self.min_expert_index(self.combos[0]) + 1).sum()
+        return int(per_pair * per_combo)
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    @cached_property
+    def template(self) -> Architecture:
+        r = self.request
+        d = r.d_hidden_step
+        dense = r.priors.dense_layers
+        return Architecture(
+            n_layers=max(dense + 1, 2), d_hidden=d, n_heads=d // r.d_head, n_kv_heads=d // r.d_head // r.gqa_group,
+            d_head=r.d_head, d_expert=r.expert_align, n_experts=r.expert_parallel, top_k=1,
+            vocab_size=r.vocab_size, tie_embeddings=r.tie_embeddings, seq_len=r.seq_len,
+            n_leading_dense=dense, d_dense_ffn=self.dense_width(d) if dense else None,
+        )
+
+    def dense_width(self, d_hidden):
+        align = self.request.expert_align
+        return np.ceil(self.request.priors.dense_ffn_ratio * np.asarray(d_hidden) / align).astype(np.int64) * align
+
+    def values(self, pair, combo, j, i) -> dict[str, np.ndarray]:
+        """The six architecture axes (AXES) of points given by index arrays."""
+        r = self.request
+        return {
+            "n_layers": self.pairs[0][pair], "d_hidden": self.pairs[1][pair],
+            "d_expert": r.expert_align * np.asarray(j), "n_experts": r.expert_parallel * np.asarray(i),
+            "top_k": self.combos[0][combo], "n_shared_experts": self.combos[1][combo],
+        }
+
+    def architecture_arrays(self, values: dict) -> dict[str, np.ndarray]:
+        r = self.request
+        dd = np.asarray(values["d_hidden"])
+        heads = dd // r.d_head
+        arrays = {k: np.asarray(v) for k, v in values.items()}
+        arrays |= {"n_heads": heads, "n_kv_heads": heads // r.gqa_group, "d_shared_expert": arrays["d_expert"]}
+        if r.priors.dense_layers:
+            arrays["d_dense_ffn"] = self.dense_width(dd)
+        return arrays
+
+    def evaluate(self, pair, combo, j, i) -> Evaluation:
+        """Exact counts and predicted loss of points given by index arrays (broadcast together)."""
+        return self.evaluate_values(self.values(pair, combo, j, i))
+
+    def evaluate_values(self, values: dict) -> Evaluation:
+        """Exact counts and predicted loss of architectures given by their six axes (AXES)."""
+        r = self.request
+        arrays = self.architecture_arrays(values)
+        c = count_arrays(self.template, r.convention, True, **arrays)
+        n, n_a = c.total["without_embeddings"], c.active["without_embeddings"]
+        flops = c.train_flops_per_token
+        tokens = r.compute / flops
+        g = (arrays["top_k"] + arrays["n_shared_experts"]).astype(np.float64)
+        loss = self.law.evaluate(N=n, D=tokens, N_a=n_a, G=g, S=arrays["n_shared_experts"] / g)
+        return Evaluation(total=c.total["all"], n=n, n_a=n_a, flops_per_token=flops, tokens=tokens,
+                          loss=np.broadcast_to(loss, np.shape(flops)),
+                          feasible=self.feasible(c.total["all"], tokens))
+
+    def feasible(self, total, tokens) -> np.ndarray:
+        r = self.request
+        ok = tokens >= r.priors.min_tokens_per_param * total
+        if r.params_cap is not None:
+            ok &= total <= r.params_cap
+        if r.max_tokens is not None:
+            ok &= tokens <= r.max_tokens
+        return ok
+
+    def architecture(self, pair: int, combo: int, j: int, i: int) -> Architecture:
+        """The `Architecture` of one point."""
+        return self.architecture_of(self.values(pair, combo, j, i))
+
+    def architecture_of(self, values: dict) -> Architecture:
+        """The `Architecture` with these six axes and the request's fixed choices."""
+        arrays = {k: int(np.asarray(v)) for k, v in self.architecture_arrays(values).items()}
+        fields = dict(self.template) | arrays
+        fields["dense_layers"] = tuple(range(self.request.priors.dense_layers))
+        return Architecture(**fields)
+
+    def prior_violations(self, values: dict) -> dict[str, np.ndarray]:
+        """For each prior and cap, a mask of the architectures (given by their axes) that break it."""
+        r, p = self.request, self.request.priors
+        ll, dd = np.asarray(values["n_layers"]), np.asarray(values["d_hidden"])
+        de, ne = np.asarray(values["d_expert"]), np.asarray(values["n_experts"])
+        k, s = np.asarray(values["top_k"]), np.asarray(values["n_shared_experts"])
+        ev = self.evaluate_values(values)
+        out = {
+            f"layers in [{p.min_layers}, {p.max_layers}]": (ll < p.min_layers) | (ll > p.max_layers),
+            f"d_hidden in [{p.min_d_hidden}, {p.max_d_hidden}]": (dd < p.min_d_hidden) | (dd > p.max_d_hidden),
+            f"d_hidden/layers >= {p.min_aspect:g}": dd < p.min_aspect * ll,
+            f"d_hidden/layers <= {p.max_aspect:g}": dd > p.max_aspect * ll,
+            f"d_expert/d_hidden >= {p.min_expert_ratio:g}": de < p.min_expert_ratio * dd - 1e-9,
+            f"d_expert/d_hidden <= {p.max_expert_ratio:g}": de > p.max_expert_ratio * dd + 1e-9,
+            f"n_experts <= {p.max_experts}": ne > p.max_experts,
+            f"top_k <= {p.max_top_k}": k > p.max_top_k,
+            f"n_shared_experts <= {p.max_shared}": s > p.max_shared,
+            "top_k < n_experts": k >= ne,
+            f"tokens >= {p.min_tokens_per_param:g} x total parameters": ev.tokens < p.min_tokens_per_param * ev.total,
+        }
+        if r.params_cap is not None:
+            out[f"total parameters <= {r.params_cap:.4g}"] = ev.total > r.params_cap
+        if r.max_tokens is not None:
+            out[f"tokens <= {r.max_tokens:.4g}"] = ev.tokens > r.max_tokens
+        return out
+
+    def check(self) -> None:
+        """Refuse a space with no points, naming the prior that empties it."""
+        if len(self.pairs[0]) == 0:
+            p = self.request.priors
+            raise MoeplanError(
+                f"no (layers, d_hidden) pair fits: d_hidden in [{p.min_d_hidden}, {p.max_d_hidden}] in steps of "
+                f"{self.request.d_hidden_step}, layers in [{p.min_layers}, {p.max_layers}], "
+                f"d_hidden/layers in [{p.min_aspect}, {p.max_aspect}], d_expert/d_hidden in "
+                f"[{p.min_expert_ratio}, {p.max_expert_ratio}] at multiples of {self.request.expert_align}"
+            )
+        if self.expert_count_range[1] < 1:
+            raise MoeplanError(f"max_experts={self.request.priors.max_experts} is below the expert-parallel "
+                               f"degree {self.request.expert_parallel}")

@@ -1,0 +1,169 @@
+"""The plan as an Optuna study that optuna-dashboard reads with no custom code.
+
+Architecture in trial params; derived numbers as numeric user_attrs (sortable columns); metric names set;
+named constraint values recorded with `trial.set_constraint`, so infeasible trials show as such.
+Trials: the sympy-seeded configurations and the certified optimum and band, enqueued (`enqueue_trial`),
+then, if more trials are asked for, the sampler's own search (TPE, or NSGA-II for `pareto`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import optuna
+
+from moeplan.errors import MoeplanError
+from moeplan.flops.count import count
+from moeplan.planner.space import AXES, Space
+
+DEFAULT_STORAGE = "sqlite:///moeplan.db"
+TRAINING_BYTES_PER_PARAM = 16  # bf16 weights and grads, fp32 master weights and two Adam moments
+MEMORY_METRICS = ("weight_memory_gb", "training_memory_gb")
+
+
+def open_storage(url: str | None):
+    """An Optuna storage from a URL: SQLite (default), any SQLAlchemy URL, `journal:PATH`, or `:memory:`."""
+    url = url or DEFAULT_STORAGE
+    try:
+        if url in (":memory:", "memory"):
+            return optuna.storages.InMemoryStorage()
+        if url.startswith("journal:"):
+            from optuna.storages.journal import JournalFileBackend
+
+            return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+        storage = optuna.storages.RDBStorage(url, **_skip_schema_check(url))
+    except Exception as err:  # SQLAlchemy and Optuna raise many kinds; the user needs one line
+        raise MoeplanError(f"cannot open storage {url!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
+    if url.startswith("sqlite"):
+        import sqlalchemy
+
+        # WAL and synchronous=NORMAL: a trial commit costs milliseconds instead of an fsync each.
+        @sqlalchemy.event.listens_for(storage.engine, "connect")
+        def _pragmas(connection, _record):
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        storage.engine.dispose()
+    return storage
+
+
+def _skip_schema_check(url: str) -> dict:
+    """For an SQLite file Optuna already set up, skip its table creation and version check (~0.3 s)."""
+    if not url.startswith("sqlite:///"):
+        return {}
+    import sqlite3
+    from pathlib import Path
+
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.is_file():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error:
+        return {}
+    if {"studies", "trials", "alembic_version"} <= tables:
+        return {"skip_compatibility_check": True, "skip_table_creation": True}
+    return {}
+
+
+def distributions(space: Space) -> dict[str, tuple[int, int, int]]:
+    """(low, high, step) of each architecture axis over the whole space, for `trial.suggest_int`."""
+    r, p = space.request, space.request.priors
+    pp, dstep, align, ep = r.pipeline_parallel, r.d_hidden_step, r.expert_align, r.expert_parallel
+    d_low, d_high = math.ceil(p.min_d_hidden / dstep) * dstep, p.max_d_hidden // dstep * dstep
+    return {
+        "n_layers": (math.ceil(p.min_layers / pp) * pp, p.max_layers // pp * pp, pp),
+        "d_hidden": (d_low, d_high, dstep),
+        "d_expert": (align * max(1, math.ceil(p.min_expert_ratio * d_low / align)),
+                     align * math.floor(p.max_expert_ratio * d_high / align), align),
+        "n_experts": (ep, p.max_experts // ep * ep, ep),
+        "top_k": (1, p.max_top_k, 1),
+        "n_shared_experts": (0, p.max_shared, 1),
+    }
+
+
+def describe(space: Space, values: dict[str, int]) -> dict[str, float]:
+    """Numeric user_attrs of one architecture, counted by the layer-wise counter (not the vectorised one)."""
+    r = space.request
+    c = count(space.architecture_of(values), r.convention)
+    tokens = r.compute / c.train_flops_per_token
+    g = values["top_k"] + values["n_shared_experts"]
+    return {
+        "loss": float(space.law.evaluate(N=c.total.without_embeddings, D=tokens, N_a=c.active.without_embeddings,
+                                         G=g, S=values["n_shared_experts"] / g)),
+        "total_params": c.total.all,
+        "active_params": c.active.all,
+        "law_N": c.total.without_embeddings,
+        "law_N_a": c.active.without_embeddings,
+        "tokens": tokens,
+        "train_flops_per_token": c.train_flops_per_token,
+        "activated_experts_G": g,
+        "shared_ratio_S": values["n_shared_experts"] / g,
+        "total_over_active": c.total.without_embeddings / c.active.without_embeddings,
+        "tokens_per_param": tokens / c.total.all,
+        "weight_memory_gb": 2 * c.total.all / 1e9,
+        "training_memory_gb": TRAINING_BYTES_PER_PARAM * c.total.all / 1e9,
+    }
+
+
+def objective_for(space: Space, multi: bool):
+    dists = distributions(space)
+
+    def objective(trial: optuna.Trial):
+        values = {axis: trial.suggest_int(axis, *dists[axis][:2], step=dists[axis][2]) for axis in AXES}
+        if values["top_k"] >= values["n_experts"]:
+            trial.set_constraint("top_k < n_experts", 1.0)
+            raise optuna.TrialPruned("top_k must be below n_experts")
+        attrs = describe(space, values)
+        violations = space.prior_violations({k: [v] for k, v in values.items()})
+        for key, value in attrs.items():
+            if key != "loss":
+                trial.set_user_attr(key, value)
+        trial.set_user_attr("violated", [name for name, mask in violations.items() if mask[0]])
+        for name, mask in violations.items():  # <= 0 feasible (Optuna's convention); 1 marks a broken prior
+            trial.set_constraint(name, 1.0 if mask[0] else 0.0)
+        if multi:
+            return attrs["loss"], attrs["total_params"], attrs["active_params"]
+        return attrs["loss"]
+
+    return objective
+
+
+def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage_url: str | None, name: str,
+              extra_trials: int, seed: int, multi: bool) -> optuna.Study:
+    """Create (or reopen) the study, run the enqueued proposals not yet in it, then `extra_trials` more."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(storage_url)
+    sampler_cls = optuna.samplers.NSGAIISampler if multi else optuna.samplers.TPESampler
+    sampler = sampler_cls(seed=seed)
+    directions = ["minimize"] * (3 if multi else 1)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, directions=directions,
+                                    load_if_exists=True)
+    except Exception as err:
+        raise MoeplanError(f"cannot create study {name!r}: {type(err).__name__}: {err}") from None
+    if len(study.directions) != len(directions):
+        raise MoeplanError(f"study {name!r} exists with {len(study.directions)} objective(s); use another --study")
+    fresh = not study.trials
+    done = {tuple(sorted(t.params.items())) for t in study.trials if t.state.is_finished()}
+    todo = [(role, values) for role, values in proposals if tuple(sorted(values.items())) not in done]
+    try:
+        if fresh:
+            with warnings.catch_warnings():  # set_metric_names is marked experimental; the dashboard uses it
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(["predicted_loss", "total_params", "active_params"] if multi
+                                       else ["predicted_loss"])
+            study.set_user_attr("request", space.request.model_dump(mode="json"))
+            study.set_user_attr("law", space.law.name)
+        for role, values in todo:
+            study.enqueue_trial(values, user_attrs={"role": role}, skip_if_exists=True)
+        study.optimize(objective_for(space, multi), n_trials=len(todo) + extra_trials, catch=())
+    except BaseException:
+        if fresh:  # never leave a half-written study behind
+            optuna.delete_study(study_name=name, storage=storage)
+        raise
+    return study
