@@ -14,12 +14,49 @@ def hy__loss(N, D, N_a, G, S, e, f, m, n, k, h, a, alpha, b, beta, c, epsilon):
     return _x0*a + _x1*c + epsilon + (_x0 + _x1*k + N_a*h/N)*(G*e + S**2*m + S*n + f/G) + D**(-beta)*b
 
 
+def hy__jacobian(N, D, N_a, G, S, e, f, m, n, k, h, a, alpha, b, beta, c):
+    _x0 = N**(-alpha)
+    _x1 = N_a/N
+    _x2 = N_a**(-alpha)
+    _x3 = _x2*k
+    _x4 = _x0 + _x1*h + _x3
+    _x5 = G**(-1.0)
+    _x6 = S**2
+    _x7 = G*e + S*n + _x5*f + _x6*m
+    _x8 = _x0*numpy.log(N)
+    _x9 = numpy.log(N_a)
+    _x10 = D**(-beta)
+    return G*_x4, _x4*_x5, _x4*_x6, S*_x4, _x2*_x7, _x1*_x7, _x0, -_x2*_x9*c - _x7*(_x3*_x9 + _x8) - _x8*a, _x10, -_x10*b*numpy.log(D), _x2, 1
+def hy__basis(N, D, N_a, G, S, k, h, alpha, beta):
+    _x0 = N**(-alpha)
+    _x1 = N_a**(-alpha)
+    _x2 = _x0 + _x1*k + N_a*h/N
+    return 0, G*_x2, _x2/G, S**2*_x2, S*_x2, _x0, D**(-beta), _x1, 1
+
+
 def hy_nd__loss(N, D, a, alpha, b, beta, epsilon):
     return epsilon + N**(-alpha)*a + D**(-beta)*b
 
 
+def hy_nd__jacobian(N, D, a, alpha, b, beta):
+    _x0 = N**(-alpha)
+    _x1 = D**(-beta)
+    return _x0, -_x0*a*numpy.log(N), _x1, -_x1*b*numpy.log(D), 1
+def hy_nd__basis(N, D, alpha, beta):
+    return 0, N**(-alpha), D**(-beta), 1
+
+
 def hy_nda__loss(N, D, N_a, a, alpha, b, beta, c, h, epsilon):
     return epsilon + N_a**(-alpha)*c + N**(-alpha)*a + N_a*h/N + D**(-beta)*b
+
+
+def hy_nda__jacobian(N, D, N_a, a, alpha, b, beta, c):
+    _x0 = N**(-alpha)
+    _x1 = N_a**(-alpha)
+    _x2 = D**(-beta)
+    return _x0, -_x0*a*numpy.log(N) - _x1*c*numpy.log(N_a), _x2, -_x2*b*numpy.log(D), _x1, N_a/N, 1
+def hy_nda__basis(N, D, N_a, alpha, beta):
+    return 0, N**(-alpha), D**(-beta), N_a**(-alpha), N_a/N, 1
 
 
 def hy_ndag__loss(N, D, N_a, G, e, f, k, h, a, alpha, b, beta, c, epsilon):
@@ -28,17 +65,71 @@ def hy_ndag__loss(N, D, N_a, G, e, f, k, h, a, alpha, b, beta, c, epsilon):
     return _x0*a + _x1*c + epsilon + (G*e + f/G)*(_x0 + _x1*k + N_a*h/N) + D**(-beta)*b
 
 
+def hy_ndag__jacobian(N, D, N_a, G, e, f, k, h, a, alpha, b, beta, c):
+    _x0 = N**(-alpha)
+    _x1 = N_a/N
+    _x2 = N_a**(-alpha)
+    _x3 = _x2*k
+    _x4 = _x0 + _x1*h + _x3
+    _x5 = G**(-1.0)
+    _x6 = G*e + _x5*f
+    _x7 = _x0*numpy.log(N)
+    _x8 = numpy.log(N_a)
+    _x9 = D**(-beta)
+    return G*_x4, _x4*_x5, _x2*_x6, _x1*_x6, _x0, -_x2*_x8*c - _x6*(_x3*_x8 + _x7) - _x7*a, _x9, -_x9*b*numpy.log(D), _x2, 1
+def hy_ndag__basis(N, D, N_a, G, k, h, alpha, beta):
+    _x0 = N**(-alpha)
+    _x1 = N_a**(-alpha)
+    _x2 = _x0 + _x1*k + N_a*h/N
+    return 0, G*_x2, _x2/G, _x0, D**(-beta), _x1, 1
+
+
 def chinchilla__loss(N, D, E, A, B, alpha, beta):
     return A*N**(-alpha) + B*D**(-beta) + E
+
+
+def chinchilla__jacobian(N, D, A, B, alpha, beta):
+    _x0 = N**(-alpha)
+    _x1 = D**(-beta)
+    return 1, _x0, _x1, -A*_x0*numpy.log(N), -B*_x1*numpy.log(D)
+def chinchilla__basis(N, D, alpha, beta):
+    return 0, 1, N**(-alpha), D**(-beta)
 
 
 def krajewski__loss(N, D, G_K, c, a, alpha, b, beta, g, gamma):
     return c + N**(-alpha)*(a + G_K**(-gamma)*g) + D**(-beta)*b
 
 
+def krajewski__jacobian(N, D, G_K, a, alpha, b, beta, g, gamma):
+    _x0 = N**(-alpha)
+    _x1 = G_K**(-gamma)
+    _x2 = _x1*g
+    _x3 = D**(-beta)
+    return 1, _x0, -_x0*(_x2 + a)*numpy.log(N), _x3, -_x3*b*numpy.log(D), _x0*_x1, -_x0*_x2*numpy.log(G_K)
+def krajewski__basis(N, D, G_K, alpha, beta, gamma):
+    _x0 = N**(-alpha)
+    return 0, 1, _x0, D**(-beta), G_K**(-gamma)*_x0
+
+
 def joint__loss(D, N_a, E, a, delta, alpha, gamma, b, omega, beta, zeta, c):
     _x0 = numpy.log(E)
     return D**(_x0*zeta + beta)*E**omega*b + E**delta*N_a**(_x0*gamma + alpha)*a + c
+
+
+def joint__jacobian(D, N_a, E, a, delta, alpha, gamma, b, omega, beta, zeta):
+    _x0 = numpy.log(E)
+    _x1 = E**delta*N_a**(_x0*gamma + alpha)
+    _x2 = _x1*a
+    _x3 = _x0*_x2
+    _x4 = numpy.log(N_a)
+    _x5 = D**(_x0*zeta + beta)*E**omega
+    _x6 = _x5*b
+    _x7 = _x0*_x6
+    _x8 = numpy.log(D)
+    return _x1, _x3, _x2*_x4, _x3*_x4, _x5, _x7, _x6*_x8, _x7*_x8, 1
+def joint__basis(D, N_a, E, delta, alpha, gamma, omega, beta, zeta):
+    _x0 = numpy.log(E)
+    return 0, E**delta*N_a**(_x0*gamma + alpha), D**(_x0*zeta + beta)*E**omega, 1
 
 
 def clark__loss(N, E, a, b, c, d, E_start, E_max):
@@ -50,9 +141,49 @@ def clark__loss(N, E, a, b, c, d, E_start, E_max):
     return 10**(_x0*_x2*a + _x0*_x4*c/_x1**2 + _x2*_x4*b + d)
 
 
+def clark__jacobian(N, E, a, b, c, d, E_start, E_max):
+    _x0 = numpy.log(N)
+    _x1 = numpy.log(10)
+    _x2 = _x1**(-1.0)
+    _x3 = _x0*_x2
+    _x4 = E_max**(-1.0)
+    _x5 = -_x4 + E_start**(-1.0)
+    _x6 = E - 1 + _x5**(-1.0)
+    _x7 = (_x4 + _x6**(-1.0))**(-1.0)
+    _x8 = numpy.log(_x7)
+    _x9 = _x2*_x8
+    _x10 = 10**(_x0*_x8*c/_x1**2 + _x3*a + _x9*b + d)
+    _x11 = _x0*_x10
+    _x12 = 1/(_x5**2*_x6**2)
+    _x13 = _x10*_x7*(_x3*c + b)
+    return _x11, _x10*_x8, _x11*_x9, _x1*_x10, _x12*_x13/E_start**2, _x13*(1 - _x12)/E_max**2
+def clark__basis(N, E, a, b, c, d, E_start, E_max):
+    _x0 = numpy.log(N)
+    _x1 = numpy.log(10)
+    _x2 = _x1**(-1.0)
+    _x3 = E_max**(-1.0)
+    _x4 = numpy.log((_x3 + (E - 1 + (-_x3 + E_start**(-1.0))**(-1.0))**(-1.0))**(-1.0))
+    return 10**(_x0*_x2*a + _x0*_x4*c/_x1**2 + _x2*_x4*b + d)
+
+
 def abnar__loss(N, D, S_inactive, a, alpha, b, beta, c, lam, d, delta, gamma, e):
     _x0 = 1 - S_inactive
     return e + _x0**(-lam)*c + N**(-gamma)*_x0**(-delta)*d + N**(-alpha)*a + D**(-beta)*b
+
+
+def abnar__jacobian(N, D, S_inactive, a, alpha, b, beta, c, lam, d, delta, gamma):
+    _x0 = N**(-alpha)
+    _x1 = numpy.log(N)
+    _x2 = D**(-beta)
+    _x3 = 1 - S_inactive
+    _x4 = _x3**(-lam)
+    _x5 = numpy.log(_x3)
+    _x6 = N**(-gamma)*_x3**(-delta)
+    _x7 = _x6*d
+    return _x0, -_x0*_x1*a, _x2, -_x2*b*numpy.log(D), _x4, -_x4*_x5*c, _x6, -_x5*_x7, -_x1*_x7, 1
+def abnar__basis(N, D, S_inactive, alpha, beta, lam, delta, gamma):
+    _x0 = 1 - S_inactive
+    return 0, N**(-alpha), D**(-beta), _x0**(-lam), N**(-gamma)*_x0**(-delta), 1
 
 
 def ling__leverage(A, G_L, C, a, d, gamma, beta, A_start, A_max):
@@ -185,6 +316,19 @@ DERIVED = {
     'hy_compute_gradient': _tag(hy_compute_gradient, ('N', 'N_a', 'G', 'S', 'C'), ('e', 'f', 'm', 'n', 'k', 'h', 'alpha', 'b', 'beta', 'c')),
     'chinchilla_allocation': _tag(chinchilla_allocation, ('C',), ('A', 'B', 'alpha', 'beta')),
     'ling_optimal_granularity': _tag(ling_optimal_granularity, (), ('gamma', 'beta')),
+}
+
+# law -> (jacobian in every constant, linear basis [phi_0, phi_i...], linear constants)
+FITTING = {
+    'hy': (_tag(hy__jacobian, ('N', 'D', 'N_a', 'G', 'S'), ('e', 'f', 'm', 'n', 'k', 'h', 'a', 'alpha', 'b', 'beta', 'c')), _tag(hy__basis, ('N', 'D', 'N_a', 'G', 'S'), ('k', 'h', 'alpha', 'beta')), ('e', 'f', 'm', 'n', 'a', 'b', 'c', 'epsilon')),
+    'hy-nd': (_tag(hy_nd__jacobian, ('N', 'D'), ('a', 'alpha', 'b', 'beta')), _tag(hy_nd__basis, ('N', 'D'), ('alpha', 'beta')), ('a', 'b', 'epsilon')),
+    'hy-nda': (_tag(hy_nda__jacobian, ('N', 'D', 'N_a'), ('a', 'alpha', 'b', 'beta', 'c')), _tag(hy_nda__basis, ('N', 'D', 'N_a'), ('alpha', 'beta')), ('a', 'b', 'c', 'h', 'epsilon')),
+    'hy-ndag': (_tag(hy_ndag__jacobian, ('N', 'D', 'N_a', 'G'), ('e', 'f', 'k', 'h', 'a', 'alpha', 'b', 'beta', 'c')), _tag(hy_ndag__basis, ('N', 'D', 'N_a', 'G'), ('k', 'h', 'alpha', 'beta')), ('e', 'f', 'a', 'b', 'c', 'epsilon')),
+    'chinchilla': (_tag(chinchilla__jacobian, ('N', 'D'), ('A', 'B', 'alpha', 'beta')), _tag(chinchilla__basis, ('N', 'D'), ('alpha', 'beta')), ('E', 'A', 'B')),
+    'krajewski': (_tag(krajewski__jacobian, ('N', 'D', 'G_K'), ('a', 'alpha', 'b', 'beta', 'g', 'gamma')), _tag(krajewski__basis, ('N', 'D', 'G_K'), ('alpha', 'beta', 'gamma')), ('c', 'a', 'b', 'g')),
+    'joint': (_tag(joint__jacobian, ('D', 'N_a', 'E'), ('a', 'delta', 'alpha', 'gamma', 'b', 'omega', 'beta', 'zeta')), _tag(joint__basis, ('D', 'N_a', 'E'), ('delta', 'alpha', 'gamma', 'omega', 'beta', 'zeta')), ('a', 'b', 'c')),
+    'clark': (_tag(clark__jacobian, ('N', 'E'), ('a', 'b', 'c', 'd', 'E_start', 'E_max')), _tag(clark__basis, ('N', 'E'), ('a', 'b', 'c', 'd', 'E_start', 'E_max')), ()),
+    'abnar': (_tag(abnar__jacobian, ('N', 'D', 'S_inactive'), ('a', 'alpha', 'b', 'beta', 'c', 'lam', 'd', 'delta', 'gamma')), _tag(abnar__basis, ('N', 'D', 'S_inactive'), ('alpha', 'beta', 'lam', 'delta', 'gamma')), ('a', 'b', 'c', 'd', 'e')),
 }
 
 LATEX = {
