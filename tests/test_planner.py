@@ -174,3 +174,17 @@ def test_bad_plan_requests(cli, tmp_path, args, code, message):
     assert message in out.err and len(out.err.strip().splitlines()) == 1 and out.out == ""
     if db.exists():  # never a half-written study
         assert optuna.get_all_study_names(storage=f"sqlite:///{db}") == []
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=random_requests(), data=st.data())
+def test_bound_holds_for_fitted_constants_of_any_sign(request, data):
+    """Fitted constants may flip signs (a fit found k < 0): the bound picks each term's minimising corner."""
+    hy = get_law("hy")
+    factors = {name: data.draw(st.floats(-0.5, 2.0)) for name in ("k", "h", "c", "m", "n")}
+    law = hy.with_values({name: hy.values[name] * f for name, f in factors.items()}, source="perturbed")
+    space = Space(request, law)
+    bnb, full = branch_and_bound(space, request.tolerance), enumerate_space(space, request.tolerance)
+    assert len(bnb) == len(full)
+    if len(full):
+        assert bnb.loss[0] == full.loss[0]

@@ -120,8 +120,11 @@ def render(p) -> None:
                             f"N/N_a {p.total_over_active:.1f}; G {p.activated_experts:g}, S {p.shared_ratio:.3f}")
     t.add_row("training", f"{human(p.tokens)} tokens ({p.tokens_per_param:.1f} per parameter), "
                           f"{human(p.train_flops_per_token)} FLOPs/token ({p.convention.value})")
-    t.add_row("predicted loss", f"[bold]{p.loss:.4f}[/bold] ({p.law}); {p.band_size} configurations within "
-                                f"{p.band_tolerance} of it")
+    interval = (f", 95% interval [{p.loss_interval[0]:.4f}, {p.loss_interval[1]:.4f}] over the fit's bootstrap"
+                if p.loss_interval else "")
+    source = "fitted constants" if p.request.law_params else ", ".join(p.law_constants_source)
+    t.add_row("predicted loss", f"[bold]{p.loss:.4f}[/bold] ({p.law}, {source}{interval}); {p.band_size} "
+                                f"configurations within {p.band_tolerance} of it")
     t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB bf16 weights, {p.training_memory_gb:,.0f} GB training state")
     t.add_row("[LING]", f"EL {p.efficiency_leverage:.2f}: worth {p.dense_equivalent_compute:.3g} dense FLOPs; "
                         f"suggested lr {p.ling_learning_rate:.2e}, batch {human(p.ling_batch_tokens)} tokens")

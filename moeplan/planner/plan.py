@@ -66,6 +66,8 @@ class Plan(BaseModel):
     tokens_per_param: float
     tokens_per_active_param: float
     loss: float
+    loss_interval: tuple[float, float] | None = Field(
+        None, description="95% interval of the predicted loss over the fit's bootstrap samples (--law-params)")
     activated_experts: float = Field(description="[HY] G = n_k + n_s")
     shared_ratio: float = Field(description="[HY] S = n_s / G")
     granularity: float = Field(description="[LING] G_L = 2 d_hidden / d_expert")
@@ -101,9 +103,13 @@ class Plan(BaseModel):
 
 def load_law(request: PlanRequest) -> Law:
     """The request's law, with fitted constants from `law_params` if given."""
+    return _law_and_samples(request)[0]
+
+
+def _law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
     law = get_law(request.law)
     if request.law_params is None:
-        return law
+        return law, []
     data = read_json(request.law_params)
     if data.get("law", law.name) != law.name:
         raise MoeplanError(f"{request.law_params} holds constants of law {data.get('law')!r}, not {law.name!r}")
@@ -111,7 +117,12 @@ def load_law(request: PlanRequest) -> Law:
     if not isinstance(constants, dict) or not constants:
         raise MoeplanError(f"{request.law_params}: no 'constants' object")
     source = data.get("source", f"fitted, {request.law_params}")
-    return law.with_values({k: float(v) for k, v in constants.items()}, source=source)
+    try:
+        fitted = law.with_values({k: float(v) for k, v in constants.items()}, source=source)
+    except (TypeError, ValueError):
+        raise MoeplanError(f"{request.law_params}: constants must be numbers") from None
+    samples = data.get("bootstrap") or []
+    return fitted, [s for s in samples if isinstance(s, dict) and set(s) == set(fitted.constant_names)]
 
 
 def study_name_for(request: PlanRequest) -> str:
@@ -234,7 +245,14 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
 
     certificate = enumerate_space(space, request.tolerance) if verify else None
     arch = space.architecture_of(_axes(best))
-    return _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate, name)
+    plan_ = _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate, name)
+    samples = _law_and_samples(request)[1]
+    if samples:
+        x = {"N": plan_.total.without_embeddings, "D": plan_.tokens, "N_a": plan_.active.without_embeddings,
+             "G": plan_.activated_experts, "S": plan_.shared_ratio}
+        losses = [float(law.with_values(s, source="bootstrap").evaluate(**x)) for s in samples]
+        plan_ = plan_.model_copy(update={"loss_interval": tuple(np.percentile(losses, [2.5, 97.5]).tolist())})
+    return plan_
 
 
 def _axes(c: Candidate) -> dict[str, int]:

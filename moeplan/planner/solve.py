@@ -2,9 +2,11 @@
 
 Branch and bound: a box fixes (layers, d_hidden) and (top_k, shared) and spans ranges of d_expert and
 n_experts. Every count grows with every size, so over a box N, N_a and FLOPs/token lie between their
-values at the box's lower and upper corners. In the [HY] law every term falls as N, N_a and D grow except
-A·h·N_a/N, so the law at (N_hi, N_a,hi, D_hi = C/M_lo) minus A·h·(N_a,hi − N_a,lo)/N_hi bounds the loss of
-every point in the box from below; at a single point the bound is the exact loss. Boxes whose bound
+values at the box's lower and upper corners. The [HY] law is a sum of terms, each monotone in one of N,
+N_a, D or N_a/N with a coefficient fixed by the box: (A + a)·N^-α, (A·k + c)·N_a^-α, A·h·N_a/N, b·D^-β
+and ε, with A = eG + f/G + mS² + nS. Taking each term at the corner that minimises it (which corner
+depends on its coefficient's sign) bounds the loss of every point in the box from below, for any fitted
+constants with α, β > 0; at a single point the bound is the exact loss. Boxes whose bound
 exceeds the best loss found + tolerance are dropped, the rest split in half, until all are points: the
 result is every feasible point within the tolerance of the optimum, the optimum first. Exact by
 construction; the enumeration below checks it.
@@ -48,14 +50,24 @@ def _sorted_band(pair, combo, j, i, loss, tolerance, evaluated) -> Band:
 
 
 def bound_is_valid(space: Space) -> bool:
-    """The corner bound needs the [HY] form with non-negative coefficients (true for the published law)."""
+    """The corner bound needs the [HY] form with decreasing power terms (α, β > 0)."""
     law = space.law
-    if (law.code_name or law.name) != "hy":
-        return False
-    v = law.values
-    if min(v["a"], v["b"], v["c"], v["k"], v["h"]) < 0 or v["alpha"] <= 0 or v["beta"] <= 0:
-        return False
-    return bool(np.all(_experts_factor(space, np.arange(len(space.combos[0]))) > 0))
+    return (law.code_name or law.name) == "hy" and law.values["alpha"] > 0 and law.values["beta"] > 0
+
+
+def lower_bound(space: Space, combo, lo, hi) -> np.ndarray:
+    """[HY] loss bound over boxes from their corner evaluations: each term at its minimising corner."""
+    v = space.law.values
+    A = _experts_factor(space, combo)
+
+    def smallest(coef, at_low, at_high):
+        return np.minimum(coef * at_low, coef * at_high)
+
+    return (smallest(A + v["a"], lo.n ** -v["alpha"], hi.n ** -v["alpha"])
+            + smallest(A * v["k"] + v["c"], lo.n_a ** -v["alpha"], hi.n_a ** -v["alpha"])
+            + smallest(A * v["h"], lo.n_a / hi.n, hi.n_a / lo.n)
+            + smallest(v["b"], lo.tokens ** -v["beta"], hi.tokens ** -v["beta"])
+            + v["epsilon"])
 
 
 def _experts_factor(space: Space, combo):
@@ -81,8 +93,7 @@ def initial_boxes(space: Space, combos=None):
 
 def branch_and_bound(space: Space, tolerance: float, combos=None, incumbent: float = np.inf) -> Band:
     """Every feasible point within `tolerance` of the optimum of `space` (restricted to `combos` if given)."""
-    r, law = space.request, space.law
-    h = law.values["h"]
+    r = space.request
     pair, combo, jl, jh, il, ih = initial_boxes(space, combos)
     found: list[tuple[np.ndarray, ...]] = []
     evaluated = 0
@@ -93,11 +104,9 @@ def branch_and_bound(space: Space, tolerance: float, combos=None, incumbent: flo
         for ev in (lo, hi):
             if ev.feasible.any():
                 incumbent = min(incumbent, float(ev.loss[ev.feasible].min()))
-        g = (space.combos[0][combo] + space.combos[1][combo]).astype(np.float64)
-        share = space.combos[1][combo] / g
-        at_upper = law.evaluate(N=hi.n, D=lo.tokens, N_a=hi.n_a, G=g, S=share)
-        bound = at_upper - _experts_factor(space, combo) * h * (hi.n_a - lo.n_a) / hi.n
-        alive = bound <= incumbent + tolerance
+        bound = lower_bound(space, combo, lo, hi)
+        # at a single point the bound must equal the loss, up to rounding of a different sum order
+        alive = bound <= incumbent + tolerance + 1e-12
         alive &= lo.tokens >= r.priors.min_tokens_per_param * lo.total
         if r.params_cap is not None:
             alive &= lo.total <= r.params_cap

@@ -1,0 +1,157 @@
+"""`moeplan fit`: fit, validate on held-out runs, compare law forms, bootstrap intervals, save the constants."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from moeplan.errors import MoeplanError
+from moeplan.laws import get_law
+from moeplan.laws.fit import (Runs, asymmetric_objective, bootstrap, fit_law, huber_objective,
+                              mean_absolute_error, percentile_interval)
+from moeplan.laws.model import Law
+from moeplan.laws.runs import holdout_mask, load_runs
+
+COMPARED = ("hy", "hy-ndag", "hy-nda", "hy-nd", "chinchilla", "krajewski", "joint")
+_FROZEN = ConfigDict(frozen=True)
+
+
+class FittedConstant(BaseModel):
+    model_config = _FROZEN
+
+    name: str
+    value: float
+    low: float | None = None   # bootstrap 2.5th percentile
+    high: float | None = None  # bootstrap 97.5th percentile
+    published: float | None = None
+
+
+class Derived(BaseModel):
+    model_config = _FROZEN
+
+    name: str
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+
+class Comparison(BaseModel):
+    model_config = _FROZEN
+
+    law: str
+    constants: int
+    fit_mae: float | None
+    holdout_mae: float | None
+    note: str = ""
+
+
+class FitReport(BaseModel):
+    model_config = _FROZEN
+
+    law: str
+    runs: str
+    n_runs: int
+    n_fit: int
+    n_holdout: int
+    objective: str
+    starts: int
+    finished_starts: int
+    constants: list[FittedConstant]
+    fit_mae: float
+    holdout_mae: float | None
+    derived: list[Derived]
+    bootstrap_samples: int
+    comparison: list[Comparison] | None = None
+    out: str | None = None
+
+
+def _derived(law: Law, values: dict[str, float]) -> dict[str, float]:
+    if (law.code_name or law.name) in ("hy", "hy-ndag") and values["e"] * values["f"] > 0:
+        out = {"G*": float(np.sqrt(values["f"] / values["e"]))}
+        if "m" in values:
+            out["S*"] = -values["n"] / (2 * values["m"])
+        return out
+    return {}
+
+
+def run_fit(path: Path, law_name: str, objective: str = "huber", delta: float = 1e-3, weight: float = 10.0,
+            starts: int = 64, seed: int = 0, holdout_column: str | None = None,
+            holdout_fraction: float | None = None, bootstrap_samples: int = 0, compare: bool = False,
+            columns: dict[str, str] | None = None, out: Path | None = None,
+            where: dict[str, str] | None = None) -> FitReport:
+    """Fit `law_name` to the runs in `path` and report; writes `out` only when everything succeeded."""
+    law = get_law(law_name)
+    if law.kind != "loss":
+        raise MoeplanError(f"law {law.name!r} predicts {law.main_output}, not loss: it cannot be fitted to runs")
+    runs, rows = load_runs(path, law, columns, where)
+    held = holdout_mask(rows, holdout_column, holdout_fraction, seed)
+    fit_runs, test_runs = runs.take(np.flatnonzero(~held)), runs.take(np.flatnonzero(held))
+    obj = huber_objective(delta) if objective == "huber" else asymmetric_objective(weight)
+    result = fit_law(law, fit_runs, obj, starts=starts, seed=seed)
+    values = result.values
+    fitted = law.with_values(values, source=f"moeplan fit on {path}")
+    samples = bootstrap(law, fit_runs, obj, values, bootstrap_samples, seed) if bootstrap_samples else []
+
+    def interval(fn):
+        return percentile_interval([fn(s) for s in samples]) if samples else (None, None)
+
+    published = {c.name: c.value for c in law.constants}
+    constants = [FittedConstant(name=k, value=v, low=interval(lambda s, k=k: s[k])[0],
+                                high=interval(lambda s, k=k: s[k])[1], published=published.get(k))
+                 for k, v in values.items()]
+    derived = []
+    for name, value in _derived(law, values).items():
+        low, high = interval(lambda s, name=name: _derived(law, s).get(name, np.nan))
+        derived.append(Derived(name=name, value=value, low=low, high=high))
+    report = FitReport(
+        law=law.name, runs=str(path), n_runs=len(runs), n_fit=len(fit_runs), n_holdout=len(test_runs),
+        objective=f"log-Huber, delta {delta:g}" if objective == "huber" else f"asymmetric, over-prediction x{weight:g}",
+        starts=result.starts, finished_starts=result.finished, constants=constants,
+        fit_mae=mean_absolute_error(fitted, fit_runs, values),
+        holdout_mae=mean_absolute_error(fitted, test_runs, values) if len(test_runs) else None,
+        derived=derived, bootstrap_samples=len(samples),
+        comparison=_compare(path, columns, where, held, obj, starts, seed) if compare else None,
+        out=str(out) if out else None,
+    )
+    if out is not None:
+        _write_atomic(out, {"law": law.name, "constants": values, "source": f"moeplan fit on {path} "
+                            f"({len(fit_runs)} runs, {report.objective})", "holdout_mae": report.holdout_mae,
+                            "bootstrap": samples})
+    return report
+
+
+def _compare(path, columns, where, held, objective, starts, seed) -> list[Comparison]:
+    """Several law forms fitted on the same runs, scored on the same held-out runs ([HY] Fig. 5)."""
+    rows = []
+    for name in COMPARED:
+        law = get_law(name)
+        try:
+            runs, _ = load_runs(path, law, columns, where)
+            fit_runs, test_runs = runs.take(np.flatnonzero(~held)), runs.take(np.flatnonzero(held))
+            values = fit_law(law, fit_runs, objective, starts=starts, seed=seed).values
+        except MoeplanError as err:
+            rows.append(Comparison(law=name, constants=len(law.constants), fit_mae=None, holdout_mae=None,
+                                   note=str(err).split(": ", 1)[-1]))
+            continue
+        fitted = law.with_values(values, source="comparison")
+        rows.append(Comparison(law=name, constants=len(law.constants),
+                               fit_mae=mean_absolute_error(fitted, fit_runs, values),
+                               holdout_mae=mean_absolute_error(fitted, test_runs, values) if len(test_runs) else None))
+    return rows
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temporary file beside `path`, then rename: never a half-written file."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise MoeplanError(f"cannot write {path}: {err}") from None
