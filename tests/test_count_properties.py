@@ -23,6 +23,7 @@ def templates(draw):
         "qk_norm": "none" if mla else draw(st.sampled_from(["none", "head", "full"])),
         "attention_bias": "none" if mla else draw(st.sampled_from(["none", "qkv", "all"])),
         "attention_sinks": draw(st.booleans()),
+        "norm_bias": draw(st.booleans()),
         "router_bias": draw(st.booleans()),
         "expert_bias": draw(st.booleans()),
         "shared_expert_gate": draw(st.booleans()),
@@ -53,6 +54,7 @@ def architectures(draw, t):
         qk_norm=t["qk_norm"],
         attention_bias=t["attention_bias"],
         attention_sinks=t["attention_sinks"],
+        norm_bias=t["norm_bias"],
         router_bias=t["router_bias"],
         expert_bias=t["expert_bias"],
         shared_expert_gate=t["shared_expert_gate"],
@@ -156,6 +158,7 @@ def test_gqa_never_exceeds_mha(data):
         assert gqa.train_flops_per_token <= full.train_flops_per_token
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_vectorised_refuses_int64_overflow():
     arch = Architecture(n_layers=1000, d_hidden=65536, n_heads=512, d_expert=65536, n_experts=4096, top_k=4096,
                         vocab_size=10**6, seq_len=10**7)

@@ -43,6 +43,7 @@ class Architecture(BaseModel):
         "none", description="biases on the q/k/v projections ('qkv', Qwen2) or on q/k/v/o ('all', gpt-oss)"
     )
     attention_sinks: bool = Field(False, description="one learned sink logit per query head (gpt-oss)")
+    norm_bias: bool = Field(False, description="LayerNorm with a bias instead of RMSNorm (PhiMoE)")
 
     d_expert: PositiveInt = Field(description="FFN width of one routed expert (SwiGLU: 3 matrices of d x d_expert)")
     n_experts: PositiveInt = Field(description="routed experts per MoE layer (n_e)")

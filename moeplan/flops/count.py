@@ -127,7 +127,7 @@ def count(arch: Architecture, convention: Convention | str = Convention.EXACT, c
         matmul["routed_experts"] += 2 * arch.top_k * f.swiglu(d, arch.d_expert)
 
     for counts in (total, active):
-        counts["norms"] += d  # final norm
+        counts["norms"] += f.final_norm(arch)
         counts["embedding"] += arch.vocab_size * d
         counts["lm_head"] += 0 if arch.tie_embeddings else arch.vocab_size * d
     matmul["lm_head"] = 2 * d * arch.vocab_size

@@ -40,15 +40,21 @@ def attention_extras(a):
     return qkv + (a.d_hidden if a.attention_bias == "all" else 0) + sinks
 
 
+def final_norm(a):
+    """The norm before the LM head: d weights, and d biases for LayerNorm."""
+    return a.d_hidden * (2 if a.norm_bias else 1)
+
+
 def layer_norms(a):
-    """Norm weights of one layer: two RMSNorms of d, q/k norms, MLA's latent norms."""
+    """Norm weights of one layer: two norms of d (with biases for LayerNorm), q/k norms, MLA's latent norms."""
+    block = 2 * final_norm(a)
     if a.mla is not None:
-        return 2 * a.d_hidden + a.mla.kv_lora_rank + (a.mla.q_lora_rank if a.mla.q_lora_rank is not None else 0)
+        return block + a.mla.kv_lora_rank + (a.mla.q_lora_rank if a.mla.q_lora_rank is not None else 0)
     if a.qk_norm == "none":
-        return 2 * a.d_hidden
+        return block
     if a.qk_norm == "head":
-        return 2 * a.d_hidden + 2 * a.d_head
-    return 2 * a.d_hidden + (a.n_heads + a.n_kv_heads) * a.d_head
+        return block + 2 * a.d_head
+    return block + (a.n_heads + a.n_kv_heads) * a.d_head
 
 
 def router(a):

@@ -80,7 +80,7 @@ def _components(a, template: Architecture, convention: Convention, causal: bool)
     total = {
         "embedding": embedding,
         "attention": l * (f.attention_weights(a) + f.attention_extras(a)),
-        "norms": l * f.layer_norms(a) + d,
+        "norms": l * f.layer_norms(a) + f.final_norm(a),
         "router": n_moe * f.router(a),
         "routed_experts": n_moe * a.n_experts * f.routed_expert(a),
         "shared_experts": n_moe * f.shared_experts(a),
@@ -97,7 +97,8 @@ def _components(a, template: Architecture, convention: Convention, causal: bool)
         "dense_ffn": 2 * a.n_dense * f.swiglu(d, a.d_dense_ffn),
         "lm_head": 2 * d * a.vocab_size,
     }
-    window = np.minimum(a.sliding_window, a.seq_len)
+    # Python ints in the overflow check must stay Python ints: np.minimum would make them int64.
+    window = min(a.sliding_window, a.seq_len) if isinstance(a.seq_len, int) else np.minimum(a.sliding_window, a.seq_len)
     scores_x_seq = (l - a.n_sliding) * f.attention_scores_x_seq(a, a.seq_len, causal) + a.n_sliding * (
         f.attention_scores_x_seq(a, window, causal)
     )
