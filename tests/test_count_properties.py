@@ -91,7 +91,9 @@ def test_vectorised_equals_layerwise(data):
     windowed = [a for a in archs if a.sliding_window is not None]
     archs = windowed if len(windowed) == len(archs) else [a for a in archs if a.sliding_window is None] or archs[:1]
     template = archs[0]
-    arrays = {k: np.array([getattr(a, k) for a in archs]) for k in NUMERIC if getattr(template, k) is not None}
+    # d_dense_ffn is None (canonical) where there are no dense layers: 0 builds nothing there either
+    arrays = {k: np.array([getattr(a, k) or 0 for a in archs]) for k in NUMERIC
+              if any(getattr(a, k) is not None for a in archs)}
     if template.mla is not None:
         arrays |= {k: np.array([getattr(a.mla, k) for a in archs]) for k in MLA_NUMERIC
                    if getattr(template.mla, k) is not None}

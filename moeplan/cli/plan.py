@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -70,6 +71,9 @@ def plan_command(
     study: Annotated[str | None, _opt("--study", help="Study name (default: derived from the request).",
                                       panel=SEARCH)] = None,
     verify: Annotated[bool, _opt("--verify", help="Enumerate the whole space and report regret.", panel=SEARCH)] = False,
+    export: Annotated[Literal["hf", "megatron"] | None, _opt("--export", help="Also write the plan as hf or megatron.",
+                                                               panel=SEARCH)] = None,
+    out: Annotated[Path | None, _opt("--out", help="Where --export writes.", panel=SEARCH)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Plan a pre-training run: architecture, tokens and predicted loss for a compute budget."""
@@ -89,6 +93,8 @@ def plan_command(
         max_expert_ratio=max_expert_ratio, max_experts=max_experts, max_top_k=max_top_k, max_shared=max_shared,
         dense_layers=dense_layers, min_tokens_per_param=min_tokens_per_param,
     )
+    if (export is None) != (out is None):
+        raise UsageError("--export and --out go together")
     try:
         request = PlanRequest(**fields, priors=Priors(**prior_fields))
     except ValidationError as err:
@@ -96,6 +102,11 @@ def plan_command(
     if verify and not json_out:
         stderr.print("verifying: enumerating the whole space (this takes a while)...")
     result = plan(request, verify=verify)
+    if export is not None:
+        from moeplan.flops.export import write_export
+
+        written = write_export(result.architecture, export, out)
+        stderr.print(f"wrote {written}")
     if json_out:
         emit_json(result)
     else:

@@ -84,8 +84,16 @@ class Architecture(BaseModel):
                 data["d_head"] = d // h
         if data.get("n_kv_heads") is None:
             data["n_kv_heads"] = data.get("n_heads")
-        if data.get("d_shared_expert") is None:
+        # Canonical form: fields that build nothing take their defaults, so equal models compare equal.
+        if data.get("d_shared_expert") is None or not data.get("n_shared_experts"):
             data["d_shared_expert"] = data.get("d_expert")
+        n_s, d_s, d_e = data.get("n_shared_experts"), data.get("d_shared_expert"), data.get("d_expert")
+        if isinstance(n_s, int) and isinstance(d_s, int) and isinstance(d_e, int) and n_s > 0 and d_e > 0 \
+                and d_s != d_e and (n_s * d_s) % d_e == 0:
+            # shared FFNs are fused in practice: k x d_expert of shared width is k shared experts ([HY]'s units)
+            data["n_shared_experts"], data["d_shared_expert"] = n_s * d_s // d_e, d_e
+        if not data.get("dense_layers") and not data.get("n_leading_dense"):
+            data["d_dense_ffn"] = None
         for key in ("dense_layers", "sliding_layers"):
             if key in data and data[key] is not None:
                 data[key] = tuple(sorted(set(data[key])))

@@ -1,13 +1,14 @@
-"""Hugging Face `config.json` -> `Architecture`, one small reader per transformers `model_type`.
+"""Hugging Face `config.json` <-> `Architecture`, through one declarative spec per transformers family.
 
-Each reader mirrors what the family's transformers modeling code builds (which projections carry biases,
-which layers are dense, which norms exist), so that the count equals the instantiated model's.
+Each `Family` states what the family's transformers modeling code builds (which projections carry biases,
+which layers are dense, where shared experts and router biases live), so one spec serves import and
+export, and the count equals the instantiated model's checkpoint tensors (tests/test_transformers.py).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -18,6 +19,81 @@ from moeplan.flops.architecture import MLA, Architecture
 DEFAULT_SEQ_LEN = 4096
 
 
+@dataclass(frozen=True)
+class Family:
+    """How one transformers MoE family names and builds what `Architecture` describes."""
+
+    model_type: str
+    causal_lm: str                     # the transformers class, written as config "architectures"
+    experts: tuple[str, ...]           # config keys of n_experts, the first is written
+    expert_width: str                  # key of d_expert
+    top_k: tuple[str, ...] = ("num_experts_per_tok",)
+    dense: str = "none"                # none | first_k | qwen | mlp_layer_types: how dense layers are marked
+    dense_width: str | None = None     # key of the dense FFN width
+    shared: str = "none"               # none | count (key = number, width d_expert) | fused (key = width)
+    shared_key: str | None = None
+    shared_gate: bool = False
+    router_bias: bool = False          # a per-expert router bias or correction bias in every MoE layer
+    qk_norm: str = "none"              # none | head | full | flag (per-head, switched by use_qk_norm)
+    attention_bias: tuple[str, str] | str = "none"  # fixed kind, or (config key, kind when true)
+    mla: bool = False
+    sliding: str = "none"              # none | layer_types | all
+    sinks: bool = False
+    expert_bias: bool = False
+    norm_bias: bool = False
+    head_dim: bool = True              # honours config.head_dim (else d_head = hidden_size / heads)
+    shared_required: bool = False      # builds a shared expert (and gate) whatever its width
+    extra: dict = field(default_factory=dict)  # fixed values written on export
+
+
+FAMILIES: dict[str, Family] = {f.model_type: f for f in (
+    Family("mixtral", "MixtralForCausalLM", ("num_local_experts", "num_experts"), "intermediate_size", sliding="all"),
+    Family("qwen2_moe", "Qwen2MoeForCausalLM", ("num_experts", "num_local_experts"), "moe_intermediate_size", shared_required=True, dense="qwen", dense_width="intermediate_size",
+           shared="fused", shared_key="shared_expert_intermediate_size", shared_gate=True,
+           attention_bias=("qkv_bias", "qkv"), sliding="layer_types"),
+    Family("qwen3_moe", "Qwen3MoeForCausalLM", ("num_experts", "num_local_experts"), "moe_intermediate_size", dense="qwen", dense_width="intermediate_size",
+           qk_norm="head", attention_bias=("attention_bias", "all"), sliding="layer_types"),
+    Family("olmoe", "OlmoeForCausalLM", ("num_experts", "num_local_experts"), "intermediate_size", qk_norm="full", attention_bias=("attention_bias", "all"),
+           head_dim=False),
+    Family("deepseek_v2", "DeepseekV2ForCausalLM", ("n_routed_experts",), "moe_intermediate_size", dense="first_k",
+           dense_width="intermediate_size", shared="count", shared_key="n_shared_experts", mla=True,
+           extra={"topk_method": "greedy"}),
+    Family("deepseek_v3", "DeepseekV3ForCausalLM", ("n_routed_experts",), "moe_intermediate_size", dense="first_k",
+           dense_width="intermediate_size", shared="count", shared_key="n_shared_experts", router_bias=True,
+           mla=True),
+    Family("gpt_oss", "GptOssForCausalLM", ("num_local_experts", "num_experts"), "intermediate_size",
+           top_k=("num_experts_per_tok", "experts_per_token"), router_bias=True,
+           attention_bias=("attention_bias", "all"), sliding="layer_types", sinks=True, expert_bias=True),
+    Family("glm4_moe", "Glm4MoeForCausalLM", ("n_routed_experts", "num_local_experts"), "moe_intermediate_size", dense="first_k",
+           dense_width="intermediate_size", shared="count", shared_key="n_shared_experts", router_bias=True,
+           qk_norm="flag", attention_bias=("attention_bias", "qkv")),
+    Family("glm4_moe_lite", "Glm4MoeLiteForCausalLM", ("n_routed_experts", "num_local_experts"), "moe_intermediate_size",
+           dense="mlp_layer_types", dense_width="intermediate_size", shared="count", shared_key="n_shared_experts",
+           router_bias=True, mla=True),
+    Family("hunyuan_v1_moe", "HunYuanMoEV1ForCausalLM", ("num_experts", "num_local_experts"), "intermediate_size", top_k=("moe_topk",),
+           shared="fused", shared_required=True,
+           shared_key="intermediate_size", qk_norm="head", attention_bias=("attention_bias", "all")),
+    Family("granitemoe", "GraniteMoeForCausalLM", ("num_local_experts",), "intermediate_size", attention_bias=("attention_bias", "all")),
+    Family("granitemoeshared", "GraniteMoeSharedForCausalLM", ("num_local_experts",), "intermediate_size", shared="fused",
+           shared_key="shared_intermediate_size", attention_bias=("attention_bias", "all")),
+    Family("minimax_m2", "MiniMaxM2ForCausalLM", ("num_local_experts",), "intermediate_size", qk_norm="full", router_bias=True),
+    Family("exaone_moe", "ExaoneMoeForCausalLM", ("num_experts", "num_local_experts"), "moe_intermediate_size", dense="mlp_layer_types",
+           dense_width="intermediate_size", shared="count", shared_key="num_shared_experts", router_bias=True,
+           qk_norm="head", sliding="layer_types"),
+    Family("phimoe", "PhimoeForCausalLM", ("num_local_experts",), "intermediate_size", norm_bias=True,
+           attention_bias=("attention_bias", "all"), sliding="all"),
+)}
+ALIASES = {"kimi_k2": "deepseek_v3"}  # Kimi-K2 ships the DeepSeek-V3 architecture under its own name
+UNSUPPORTED = {
+    "qwen3_next": "hybrid linear attention", "qwen3_5_moe": "hybrid linear attention", "minimax": "lightning attention",
+    "jamba": "Mamba layers", "lfm2_moe": "convolution layers", "jetmoe": "mixture-of-attention heads",
+    "afmoe": "gated attention and extra norms", "deepseek_v32": "sparse-attention indexer",
+    "longcat_flash": "zero-computation experts and dual attention", "llama4_text": "interleaved chunked attention",
+    "dbrx": "fused qkv with clipping", "switch_transformers": "encoder-decoder",
+    "nllb_moe": "encoder-decoder", "ernie4_5_moe": "statistics-based router",
+}
+
+
 def _req(cfg: dict, *keys: str):
     """The first of `keys` present in `cfg` (HF renamed several fields across versions)."""
     for key in keys:
@@ -26,31 +102,38 @@ def _req(cfg: dict, *keys: str):
     raise MoeplanError(f"{cfg.get('model_type', 'config')}: missing field {keys[0]!r}")
 
 
-def _attention(cfg: dict) -> dict:
-    d, h = _req(cfg, "hidden_size"), _req(cfg, "num_attention_heads")
-    return {
-        "n_layers": _req(cfg, "num_hidden_layers"),
-        "d_hidden": d,
-        "n_heads": h,
-        "n_kv_heads": cfg.get("num_key_value_heads") or h,
-        "d_head": cfg.get("head_dim") or d // h,
-        "vocab_size": _req(cfg, "vocab_size"),
-        "tie_embeddings": bool(cfg.get("tie_word_embeddings", False)),
-    }
+def _scalar(cfg: dict, value, key: str) -> int:
+    if isinstance(value, list):
+        if len(set(value)) != 1:
+            raise MoeplanError(f"{cfg.get('model_type')}: per-layer {key} {value} is not supported")
+        value = value[0]
+    return int(value)
 
 
-def _sliding(cfg: dict, n_layers: int, default_all: bool = False) -> dict:
-    """Sliding-window layers from `layer_types` (gpt-oss, Qwen) or, for Mixtral, a window on every layer."""
+def _dense_layers(fam: Family, cfg: dict, n_layers: int) -> tuple[int, ...]:
+    if fam.dense == "first_k":
+        first, freq = cfg.get("first_k_dense_replace", 0) or 0, cfg.get("moe_layer_freq", 1) or 1
+        return tuple(i for i in range(n_layers) if i < first or i % freq)
+    if fam.dense == "qwen":
+        only, step = set(cfg.get("mlp_only_layers") or ()), cfg.get("decoder_sparse_step", 1) or 1
+        return tuple(i for i in range(n_layers) if i in only or (i + 1) % step)
+    if fam.dense == "mlp_layer_types":
+        types = cfg.get("mlp_layer_types")
+        if types:
+            return tuple(i for i, t in enumerate(types) if t != "sparse")
+        return tuple(range(cfg.get("first_k_dense_replace", 0) or 0))
+    return ()
+
+
+def _sliding(fam: Family, cfg: dict, n_layers: int) -> dict:
     window = cfg.get("sliding_window")
-    if cfg.get("use_sliding_window") is False:
-        window = None
-    if window is None:
+    if fam.sliding == "none" or window is None or cfg.get("use_sliding_window") is False:
         return {}
     types = cfg.get("layer_types")
-    if types:
-        layers = tuple(i for i, t in enumerate(types) if t == "sliding_attention")
-    elif default_all:
+    if fam.sliding == "all":
         layers = tuple(range(n_layers))
+    elif types:
+        layers = tuple(i for i, t in enumerate(types) if t == "sliding_attention")
     elif cfg.get("use_sliding_window"):
         layers = tuple(range(cfg.get("max_window_layers", 0), n_layers))
     else:
@@ -58,116 +141,52 @@ def _sliding(cfg: dict, n_layers: int, default_all: bool = False) -> dict:
     return {"sliding_window": window, "sliding_layers": layers} if layers else {}
 
 
-def _qwen_dense_layers(cfg: dict, n_layers: int) -> tuple[int, ...]:
-    """Qwen2/3-MoE: a layer is dense if listed in mlp_only_layers or off the decoder_sparse_step grid."""
-    only = set(cfg.get("mlp_only_layers") or ())
-    step = cfg.get("decoder_sparse_step", 1) or 1
-    return tuple(i for i in range(n_layers) if i in only or (i + 1) % step)
+def _flag_bias(fam: Family, cfg: dict, default: bool = False) -> str:
+    if isinstance(fam.attention_bias, str):
+        return fam.attention_bias
+    key, kind = fam.attention_bias
+    return kind if cfg.get(key, default if fam.model_type != "gpt_oss" else True) else "none"
 
 
-def _mixtral(cfg: dict) -> dict:
-    base = _attention(cfg)
-    return base | _sliding(cfg, base["n_layers"], default_all=True) | {
-        "d_expert": _req(cfg, "intermediate_size"),
-        "n_experts": _req(cfg, "num_local_experts", "num_experts"),
-        "top_k": _req(cfg, "num_experts_per_tok"),
+def read_family(fam: Family, cfg: dict) -> dict:
+    """`Architecture` fields from a config dict of family `fam`."""
+    d, h = _req(cfg, "hidden_size"), _req(cfg, "num_attention_heads")
+    n_layers = _req(cfg, "num_hidden_layers")
+    fields = {
+        "n_layers": n_layers, "d_hidden": d, "n_heads": h, "vocab_size": _req(cfg, "vocab_size"),
+        "tie_embeddings": bool(cfg.get("tie_word_embeddings", False)),
+        "d_expert": _req(cfg, fam.expert_width),
+        "n_experts": _scalar(cfg, _req(cfg, *fam.experts), "n_experts"),
+        "top_k": _scalar(cfg, _req(cfg, *fam.top_k), "top_k"),
+        "router_bias": fam.router_bias, "attention_sinks": fam.sinks, "expert_bias": fam.expert_bias,
+        "norm_bias": fam.norm_bias, "shared_expert_gate": False,
     }
-
-
-def _qwen2_moe(cfg: dict) -> dict:
-    base = _attention(cfg)
-    dense = _qwen_dense_layers(cfg, base["n_layers"])
-    shared = cfg.get("shared_expert_intermediate_size") or 0
-    return base | _sliding(cfg, base["n_layers"]) | {
-        "attention_bias": "qkv" if cfg.get("qkv_bias", True) else "none",
-        "d_expert": _req(cfg, "moe_intermediate_size"),
-        "n_experts": _req(cfg, "num_experts"),
-        "top_k": _req(cfg, "num_experts_per_tok"),
-        "n_shared_experts": 1 if shared else 0,
-        "d_shared_expert": shared or None,
-        "shared_expert_gate": bool(shared),
-        "dense_layers": dense,
-        "d_dense_ffn": cfg.get("intermediate_size") if dense else None,
-    }
-
-
-def _qwen3_moe(cfg: dict) -> dict:
-    base = _attention(cfg)
-    dense = _qwen_dense_layers(cfg, base["n_layers"])
-    return base | _sliding(cfg, base["n_layers"]) | {
-        "qk_norm": "head",
-        "attention_bias": "all" if cfg.get("attention_bias") else "none",
-        "d_expert": _req(cfg, "moe_intermediate_size"),
-        "n_experts": _req(cfg, "num_experts"),
-        "top_k": _req(cfg, "num_experts_per_tok"),
-        "dense_layers": dense,
-        "d_dense_ffn": cfg.get("intermediate_size") if dense else None,
-    }
-
-
-def _olmoe(cfg: dict) -> dict:
-    return _attention(cfg) | {
-        "qk_norm": "full",
-        "attention_bias": "all" if cfg.get("attention_bias") else "none",
-        "d_expert": _req(cfg, "intermediate_size"),
-        "n_experts": _req(cfg, "num_experts"),
-        "top_k": _req(cfg, "num_experts_per_tok"),
-    }
-
-
-def _deepseek(cfg: dict, correction_bias: bool) -> dict:
-    base = _attention(cfg)
-    n_layers = base["n_layers"]
-    first_dense = cfg.get("first_k_dense_replace", 0) or 0
-    freq = cfg.get("moe_layer_freq", 1) or 1
-    dense = tuple(i for i in range(n_layers) if i < first_dense or i % freq)
-    n_shared = cfg.get("n_shared_experts") or 0
-    if cfg.get("attention_bias"):
-        raise MoeplanError(f"{cfg['model_type']}: attention_bias with MLA is not supported")
-    base.pop("d_head")
-    base["n_kv_heads"] = base["n_heads"]
-    return base | {
-        "mla": MLA(
-            q_lora_rank=cfg.get("q_lora_rank"),
-            kv_lora_rank=_req(cfg, "kv_lora_rank"),
-            qk_rope_head_dim=_req(cfg, "qk_rope_head_dim"),
-            qk_nope_head_dim=_req(cfg, "qk_nope_head_dim"),
-            v_head_dim=_req(cfg, "v_head_dim"),
-        ),
-        "d_expert": _req(cfg, "moe_intermediate_size"),
-        "n_experts": _req(cfg, "n_routed_experts"),
-        "top_k": _req(cfg, "num_experts_per_tok"),
-        "n_shared_experts": n_shared,
-        # DeepSeek-V3's aux-loss-free balancing keeps a per-expert correction bias in the checkpoint
-        # (transformers holds it as a buffer); V2's greedy/group-limited routing has none.
-        "router_bias": correction_bias or cfg.get("topk_method") == "noaux_tc",
-        "dense_layers": dense,
-        "d_dense_ffn": cfg.get("intermediate_size") if dense else None,
-    }
-
-
-def _gpt_oss(cfg: dict) -> dict:
-    base = _attention(cfg)
-    return base | _sliding(cfg, base["n_layers"]) | {
-        "attention_bias": "all" if cfg.get("attention_bias", True) else "none",
-        "attention_sinks": True,
-        "d_expert": _req(cfg, "intermediate_size"),
-        "n_experts": _req(cfg, "num_local_experts", "num_experts"),
-        "top_k": _req(cfg, "num_experts_per_tok", "experts_per_token"),
-        "router_bias": True,
-        "expert_bias": True,
-    }
-
-
-READERS: dict[str, Callable[[dict], dict]] = {
-    "mixtral": _mixtral,
-    "qwen2_moe": _qwen2_moe,
-    "qwen3_moe": _qwen3_moe,
-    "olmoe": _olmoe,
-    "deepseek_v2": lambda cfg: _deepseek(cfg, correction_bias=False),
-    "deepseek_v3": lambda cfg: _deepseek(cfg, correction_bias=True),
-    "gpt_oss": _gpt_oss,
-}
+    if fam.model_type == "qwen2_moe" and cfg.get("qkv_bias") is None:
+        cfg = cfg | {"qkv_bias": True}  # Qwen2-MoE configs predating the qkv_bias field always had the biases
+    if fam.mla:
+        if cfg.get("attention_bias"):
+            raise MoeplanError(f"{fam.model_type}: attention_bias with MLA is not supported")
+        fields["mla"] = MLA(q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=_req(cfg, "kv_lora_rank"),
+                            qk_rope_head_dim=_req(cfg, "qk_rope_head_dim"),
+                            qk_nope_head_dim=_req(cfg, "qk_nope_head_dim"), v_head_dim=_req(cfg, "v_head_dim"))
+    else:
+        d_head = (cfg.get("head_dim") if fam.head_dim else None) or d // h
+        fields |= {"n_kv_heads": cfg.get("num_key_value_heads") or h, "d_head": d_head,
+                   "attention_bias": _flag_bias(fam, cfg),
+                   "qk_norm": ("head" if cfg.get("use_qk_norm") else "none") if fam.qk_norm == "flag" else fam.qk_norm}
+    if fam.shared == "count" and (cfg.get(fam.shared_key) or 0):
+        fields["n_shared_experts"] = cfg[fam.shared_key]
+    elif fam.shared == "fused" and (cfg.get(fam.shared_key) or 0):
+        fields |= {"n_shared_experts": 1, "d_shared_expert": cfg[fam.shared_key], "shared_expert_gate": fam.shared_gate}
+    elif fam.shared_required:
+        raise MoeplanError(f"{fam.model_type}: a shared expert of width 0 (the family still builds its gate) "
+                           "is not supported")
+    dense = _dense_layers(fam, cfg, n_layers)
+    if dense:
+        fields |= {"dense_layers": dense, "d_dense_ffn": _req(cfg, fam.dense_width)}
+    if fam.model_type == "phimoe" and cfg.get("lm_head_bias"):
+        raise MoeplanError("phimoe: lm_head_bias is not supported")
+    return fields | _sliding(fam, cfg, n_layers)
 
 
 def validation_message(err: ValidationError) -> str:
@@ -186,16 +205,180 @@ def architecture(fields: dict) -> Architecture:
         raise MoeplanError(f"invalid architecture: {validation_message(err)}") from None
 
 
+def family_of(model_type) -> Family:
+    fam = FAMILIES.get(ALIASES.get(model_type, model_type))
+    if fam is None:
+        why = f" ({UNSUPPORTED[model_type]})" if model_type in UNSUPPORTED else ""
+        raise MoeplanError(f"unsupported model_type {model_type!r}{why}; supported: "
+                           f"{', '.join(sorted([*FAMILIES, *ALIASES]))}")
+    return fam
+
+
 def from_hf_config(cfg: dict, seq_len: int | None = None) -> Architecture:
     """Read a Hugging Face MoE `config.json` dict into an `Architecture`."""
-    model_type = cfg.get("model_type")
-    reader = READERS.get(model_type)
-    if reader is None:
-        raise MoeplanError(f"unsupported model_type {model_type!r}; supported: {', '.join(sorted(READERS))}")
-    fields = reader(cfg)
-    if fields.get("n_experts") in (None, 0):
-        raise MoeplanError(f"{model_type}: the config has no routed experts")
+    fam = family_of(cfg.get("model_type"))
+    fields = read_family(fam, cfg)
+    if not fields.get("n_experts"):
+        raise MoeplanError(f"{fam.model_type}: the config has no routed experts")
     return architecture(fields | {"seq_len": seq_len or DEFAULT_SEQ_LEN})
+
+
+# -- export ---------------------------------------------------------------------------------------------
+def default_family(a: Architecture) -> str:
+    """The family that holds `a` exactly, chosen by the features it uses."""
+    if a.mla is not None:
+        return "deepseek_v3" if a.router_bias else "deepseek_v2"
+    if a.attention_sinks or a.expert_bias:
+        return "gpt_oss"
+    if a.norm_bias:
+        return "phimoe"
+    if a.shared_expert_gate:
+        return "qwen2_moe"
+    if a.n_shared_experts:
+        if a.router_bias:
+            return "exaone_moe" if a.qk_norm == "head" else "glm4_moe"
+        return "granitemoeshared"
+    if a.qk_norm == "full":
+        return "minimax_m2" if a.router_bias else "olmoe"
+    if a.qk_norm == "head" or a.dense_layers or a.sliding_layers:
+        return "qwen3_moe"
+    return "mixtral"
+
+
+def _cannot(fam: Family, what: str) -> MoeplanError:
+    return MoeplanError(f"{fam.model_type} cannot hold this architecture exactly: {what}")
+
+
+def to_hf_config(a: Architecture, family: str | None = None) -> dict:
+    """A Hugging Face config.json dict of `family` (default: by features) that builds exactly `a`."""
+    fam = family_of(family or default_family(a))
+    if bool(a.mla) != fam.mla:
+        raise _cannot(fam, "multi-head latent attention" if a.mla else "it has no MLA")
+    for flag in ("router_bias", "expert_bias", "norm_bias"):
+        if getattr(a, flag) != getattr(fam, flag):
+            raise _cannot(fam, f"{flag} must be {getattr(fam, flag)}")
+    if a.attention_sinks != fam.sinks:
+        raise _cannot(fam, f"attention_sinks must be {fam.sinks}")
+    if a.shared_expert_gate != (fam.shared_gate and a.n_shared_experts > 0):
+        raise _cannot(fam, "shared-expert gate")
+    cfg = {"architectures": [fam.causal_lm], "model_type": fam.model_type, "hidden_size": a.d_hidden, "num_hidden_layers": a.n_layers,
+           "num_attention_heads": a.n_heads, "num_key_value_heads": a.n_kv_heads, "vocab_size": a.vocab_size,
+           "tie_word_embeddings": a.tie_embeddings, "max_position_embeddings": a.seq_len,
+           fam.experts[0]: a.n_experts, fam.top_k[0]: a.top_k, fam.expert_width: a.d_expert} | fam.extra
+    if fam.mla:
+        m = a.mla
+        cfg |= {"q_lora_rank": m.q_lora_rank, "kv_lora_rank": m.kv_lora_rank, "qk_rope_head_dim": m.qk_rope_head_dim,
+                "qk_nope_head_dim": m.qk_nope_head_dim, "v_head_dim": m.v_head_dim, "attention_bias": False,
+                "head_dim": m.qk_rope_head_dim}
+    else:
+        if not fam.head_dim and a.d_head * a.n_heads != a.d_hidden:
+            raise _cannot(fam, "head dim other than d_hidden / n_heads")
+        cfg["head_dim"] = a.d_head
+        if isinstance(fam.attention_bias, str):
+            if a.attention_bias != fam.attention_bias:
+                raise _cannot(fam, f"attention_bias must be {fam.attention_bias!r}")
+        else:
+            key, kind = fam.attention_bias
+            if a.attention_bias not in ("none", kind):
+                raise _cannot(fam, f"attention_bias {a.attention_bias!r} (only {kind!r} or none)")
+            cfg[key] = a.attention_bias == kind
+        if fam.qk_norm == "flag":
+            if a.qk_norm == "full":
+                raise _cannot(fam, "full-width q/k norms")
+            cfg["use_qk_norm"] = a.qk_norm == "head"
+        elif a.qk_norm != fam.qk_norm:
+            raise _cannot(fam, f"qk_norm must be {fam.qk_norm!r}")
+    # shared experts
+    if a.n_shared_experts:
+        if fam.shared == "none":
+            raise _cannot(fam, "shared experts")
+        if fam.shared == "count":
+            if a.d_shared_expert != a.d_expert:
+                raise _cannot(fam, "shared experts of another width than the routed ones")
+            cfg[fam.shared_key] = a.n_shared_experts
+        elif fam.shared_key == fam.expert_width:
+            if a.n_shared_experts * a.d_shared_expert != a.d_expert:
+                raise _cannot(fam, "its one shared expert has the routed experts' width")
+        else:
+            cfg[fam.shared_key] = a.n_shared_experts * a.d_shared_expert
+    elif fam.shared_required:
+        raise _cannot(fam, "it always has a shared expert")
+    elif fam.shared != "none":
+        cfg[fam.shared_key] = 0
+    # dense layers
+    dense = list(a.dense_layers)
+    if dense and fam.dense == "none":
+        raise _cannot(fam, "dense FFN layers")
+    if fam.dense_width:
+        cfg[fam.dense_width] = a.d_dense_ffn or a.d_expert
+    if fam.dense == "first_k":
+        if dense != list(range(len(dense))):
+            raise _cannot(fam, "dense layers other than the leading ones")
+        cfg |= {"first_k_dense_replace": len(dense), "moe_layer_freq": 1}
+    elif fam.dense == "qwen":
+        cfg |= {"decoder_sparse_step": 1, "mlp_only_layers": dense}
+    elif fam.dense == "mlp_layer_types":
+        cfg |= {"mlp_layer_types": ["dense" if i in a.dense_layers else "sparse" for i in range(a.n_layers)],
+                "first_k_dense_replace": 0}
+    # sliding windows
+    sliding = list(a.sliding_layers)
+    if fam.sliding == "all":
+        if sliding and sliding != list(range(a.n_layers)):
+            raise _cannot(fam, "a sliding window on some layers only")
+        cfg["sliding_window"] = a.sliding_window
+    elif fam.sliding == "layer_types":
+        cfg["layer_types"] = ["sliding_attention" if i in a.sliding_layers else "full_attention"
+                              for i in range(a.n_layers)]
+        cfg["sliding_window"] = a.sliding_window or a.seq_len  # some families require an int even if unused
+        if fam.model_type.startswith("qwen"):
+            cfg["use_sliding_window"] = bool(sliding)
+    elif sliding:
+        raise _cannot(fam, "sliding-window layers")
+    if fam.model_type == "hunyuan_v1_moe":
+        cfg["use_mixed_mlp_moe"] = True
+    return cfg
+
+
+def to_megatron_args(a: Architecture) -> list[str]:
+    """Megatron-LM (megatron.core) command-line arguments for `a` (SwiGLU, RMSNorm, RoPE)."""
+    unsupported = [name for name, on in (("attention sinks", a.attention_sinks), ("expert biases", a.expert_bias),
+                                         ("LayerNorm biases", a.norm_bias), ("output-projection bias",
+                                                                              a.attention_bias == "all"),
+                                         ("sliding-window layers", bool(a.sliding_layers)),
+                                         ("full-width q/k norms", a.qk_norm == "full")) if on]
+    if unsupported:
+        raise MoeplanError(f"Megatron-LM arguments cannot express: {', '.join(unsupported)}")
+    dense = set(a.dense_layers)
+    args = ["--num-layers", a.n_layers, "--hidden-size", a.d_hidden, "--num-attention-heads", a.n_heads,
+            "--seq-length", a.seq_len, "--max-position-embeddings", a.seq_len, "--vocab-size", a.vocab_size,
+            "--swiglu", "--normalization", "RMSNorm", "--position-embedding-type", "rope",
+            "--num-experts", a.n_experts, "--moe-router-topk", a.top_k, "--moe-ffn-hidden-size", a.d_expert,
+            "--moe-layer-freq", "[" + ",".join("0" if i in dense else "1" for i in range(a.n_layers)) + "]",
+            "--ffn-hidden-size", a.d_dense_ffn or a.d_expert]
+    if a.attention_bias == "qkv":
+        args += ["--disable-bias-linear", "--add-qkv-bias"]
+    else:
+        args += ["--disable-bias-linear"]
+    if a.mla is not None:
+        m = a.mla
+        args += ["--multi-latent-attention", "--kv-lora-rank", m.kv_lora_rank, "--qk-head-dim", m.qk_nope_head_dim,
+                 "--qk-pos-emb-head-dim", m.qk_rope_head_dim, "--v-head-dim", m.v_head_dim]
+        args += ["--q-lora-rank", m.q_lora_rank] if m.q_lora_rank else []
+    else:
+        args += ["--kv-channels", a.d_head]
+        if a.n_kv_heads != a.n_heads:
+            args += ["--group-query-attention", "--num-query-groups", a.n_kv_heads]
+    if a.qk_norm == "head":
+        args += ["--qk-layernorm"]
+    if a.n_shared_experts:
+        args += ["--moe-shared-expert-intermediate-size", a.n_shared_experts * a.d_shared_expert]
+    if a.shared_expert_gate:
+        args += ["--moe-shared-expert-gate"]
+    if a.router_bias:
+        args += ["--moe-router-enable-expert-bias"]
+    if not a.tie_embeddings:
+        args += ["--untie-embeddings-and-output-weights"]
+    return [str(x) for x in args]
 
 
 def read_json(path: Path) -> dict:
