@@ -17,6 +17,7 @@ from moeplan.cli.count import count_command
 from moeplan.cli.laws import derive_command, laws_command, leverage_command, predict_command
 from moeplan.cli.export import export_command
 from moeplan.cli.fit import fit_command
+from moeplan.cli.frontier import frontier_command
 from moeplan.cli.plan import plan_command
 from moeplan.errors import MoeplanError
 
@@ -53,6 +54,7 @@ app.command("predict")(predict_command)
 app.command("leverage")(leverage_command)
 app.command("fit")(fit_command)
 app.command("export")(export_command)
+app.command("frontier")(frontier_command)
 
 
 def _fail(message: str, code: int) -> None:

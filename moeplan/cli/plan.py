@@ -74,6 +74,8 @@ def plan_command(
     export: Annotated[Literal["hf", "megatron"] | None, _opt("--export", help="Also write the plan as hf or megatron.",
                                                                panel=SEARCH)] = None,
     out: Annotated[Path | None, _opt("--out", help="Where --export writes.", panel=SEARCH)] = None,
+    plot: Annotated[Path | None, _opt("--plot", help="Write iso-FLOP, band and Pareto figures (PATH-*.png|svg).",
+                                      panel=SEARCH)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Plan a pre-training run: architecture, tokens and predicted loss for a compute budget."""
@@ -107,10 +109,24 @@ def plan_command(
 
         written = write_export(result.architecture, export, out)
         stderr.print(f"wrote {written}")
+    if plot is not None:
+        for written in write_plan_plots(request, plot):
+            stderr.print(f"wrote {written}")
     if json_out:
         emit_json(result)
     else:
         render(result)
+
+
+def write_plan_plots(request, path: Path) -> list[Path]:
+    """The iso-FLOP curves around the budget, the near-optimal band and the Pareto front of a plan."""
+    from moeplan.planner.curves import band_points, iso_flop, pareto
+    from moeplan.plots import band_figure, iso_flop_figure, pareto_figure, save, with_suffix
+
+    c = request.compute
+    return [save(iso_flop_figure(iso_flop(request, [c / 10, c, c * 10])), with_suffix(path, "isoflop")),
+            save(band_figure(band_points(request)), with_suffix(path, "band")),
+            save(pareto_figure(pareto(request)), with_suffix(path, "pareto"))]
 
 
 def _shape(p) -> str:

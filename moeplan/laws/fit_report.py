@@ -146,12 +146,15 @@ def _compare(path, columns, where, held, objective, starts, seed) -> list[Compar
 
 
 def _write_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file beside `path`, then rename: never a half-written file."""
-    path = Path(path)
+    _write_text_atomic(Path(path), json.dumps(data, indent=2) + "\n")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: never a half-written file."""
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".tmp")
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
+            handle.write(text)
         os.replace(tmp, path)
     except OSError as err:
         raise MoeplanError(f"cannot write {path}: {err}") from None

@@ -15,11 +15,10 @@ from moeplan.flops.conventions import Convention
 from moeplan.flops.count import ParamCounts, count
 from moeplan.flops.hf import read_json
 from moeplan.laws import get_law
-from moeplan.laws import optima as law_optima
 from moeplan.laws.model import Extrapolation, Law
 from moeplan.planner.binding import Binding, binding_constraints
 from moeplan.planner.request import PlanRequest
-from moeplan.planner.solve import Band, bound_is_valid, branch_and_bound, enumerate_space
+from moeplan.planner.solve import Band, enumerate_space, solve
 from moeplan.planner.space import AXES, Space
 from moeplan.planner.study import TRAINING_BYTES_PER_PARAM, describe, run_study
 
@@ -130,20 +129,6 @@ def study_name_for(request: PlanRequest) -> str:
     return f"moeplan-{request.compute:.3g}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def _seed_combos(space: Space, law: Law) -> list[int]:
-    """(top_k, shared) combos nearest the sympy-derived G* and S*: floor and ceil of G*, n_s = round(S*·G)."""
-    if (law.code_name or law.name) != "hy":
-        return []
-    g_star, s_star = law_optima.optimal_experts(law), law_optima.optimal_shared_ratio(law)
-    ks, ss = space.combos
-    wanted = []
-    for g in sorted({int(np.floor(g_star)), int(np.ceil(g_star))}):
-        s = int(round(s_star * g))
-        hit = np.flatnonzero((ks + ss == g) & (ss == s))
-        wanted += hit.tolist()
-    return wanted
-
-
 def _candidate(space: Space, band: Band, k: int) -> Candidate:
     values = {a: int(v) for a, v in space.values(*band.point(k)).items()}
     d = describe(space, values)
@@ -208,22 +193,7 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     space = Space(request, law)
     space.check()
 
-    exact_bound = bound_is_valid(space)
-    seed_combos = _seed_combos(space, law)
-    seeds: list[Band] = []
-    incumbent = np.inf
-    evaluated = 0
-    if exact_bound:
-        for combo in seed_combos:  # sympy's G*, S* narrow the search: their optimum is the first incumbent
-            seed = branch_and_bound(space, 0.0, combos=[combo])
-            evaluated += seed.evaluated
-            if len(seed):
-                seeds.append(seed)
-                incumbent = min(incumbent, float(seed.loss[0]))
-        band = branch_and_bound(space, request.tolerance, incumbent=incumbent)
-    else:
-        band = enumerate_space(space, request.tolerance)
-    evaluated += band.evaluated
+    band, seeds, evaluated = solve(space, request.tolerance)
     if len(band) == 0:
         raise _infeasible(space)
 

@@ -126,6 +126,38 @@ def branch_and_bound(space: Space, tolerance: float, combos=None, incumbent: flo
     return _sorted_band(*cols, tolerance, evaluated)
 
 
+def seed_combos(space: Space) -> list[int]:
+    """(top_k, shared) combos nearest the sympy-derived G* and S*: floor and ceil of G*, n_s = round(S*·G)."""
+    from moeplan.laws import optima
+
+    if (space.law.code_name or space.law.name) != "hy":
+        return []
+    g_star, s_star = optima.optimal_experts(space.law), optima.optimal_shared_ratio(space.law)
+    ks, ss = space.combos
+    wanted: list[int] = []
+    for g in sorted({int(np.floor(g_star)), int(np.ceil(g_star))}):
+        wanted += np.flatnonzero((ks + ss == g) & (ss == int(round(s_star * g)))).tolist()
+    return wanted
+
+
+def solve(space: Space, tolerance: float) -> tuple[Band, list[Band], int]:
+    """The band of `space` and the seeds' optima: sympy's G*, S* are solved first and their best loss is the
+    first incumbent, which prunes most of the space; enumeration when the bound does not apply.
+    Returns (band, seed bands, points evaluated)."""
+    if not bound_is_valid(space):
+        band = enumerate_space(space, tolerance)
+        return band, [], band.evaluated
+    seeds, incumbent, evaluated = [], np.inf, 0
+    for combo in seed_combos(space):
+        seed = branch_and_bound(space, 0.0, combos=[combo])
+        evaluated += seed.evaluated
+        if len(seed):
+            seeds.append(seed)
+            incumbent = min(incumbent, float(seed.loss[0]))
+    band = branch_and_bound(space, tolerance, incumbent=incumbent)
+    return band, seeds, evaluated + band.evaluated
+
+
 def enumerate_space(space: Space, tolerance: float, max_chunk: int = 4_000_000) -> Band:
     """The certificate: every point of the space evaluated (chunked by combo to bound memory)."""
     j_lo, j_hi = space.expert_index_range

@@ -1,0 +1,81 @@
+"""`moeplan frontier --from 1e18 --to 1e26`: the planned optimum at every budget, as a table, JSON, CSV, plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from moeplan.cli.common import JsonOpt, emit_json, human, stderr, stdout
+from moeplan.errors import UsageError
+from moeplan.flops.hf import validation_message
+
+
+def frontier_command(
+    start: Annotated[float, typer.Option("--from", help="Smallest budget in FLOPs.")] = 1e18,
+    stop: Annotated[float, typer.Option("--to", help="Largest budget in FLOPs.")] = 1e26,
+    per_decade: Annotated[int, typer.Option("--per-decade", min=1, help="Budgets per factor of 10.")] = 2,
+    max_params: Annotated[float | None, typer.Option("--max-params", help="Cap on total parameters.")] = None,
+    max_tokens: Annotated[float | None, typer.Option("--max-tokens", help="Unique tokens available.")] = None,
+    min_tokens_per_param: Annotated[float, typer.Option("--min-tokens-per-param",
+                                                        help="Floor on tokens per parameter.")] = 20.0,
+    max_experts: Annotated[int, typer.Option("--max-experts", help="Most routed experts.")] = 256,
+    law_params: Annotated[str | None, typer.Option("--law-params", help="Fitted constants JSON.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the frontier figure (.png or .svg).")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Plan every budget from --from to --to: architecture, loss, N, N_a, D, N_a/N."""
+    from moeplan.planner import PlanRequest, Priors
+    from moeplan.planner.curves import budgets, frontier
+
+    try:
+        request = PlanRequest(flops=start, max_params=max_params, max_tokens=max_tokens, law_params=law_params,
+                              priors=Priors(min_tokens_per_param=min_tokens_per_param, max_experts=max_experts))
+    except ValidationError as err:
+        raise UsageError(validation_message(err)) from None
+    result = frontier(request, budgets(start, stop, per_decade))
+    if csv_out is not None:
+        _write_csv(result, csv_out)
+        stderr.print(f"wrote {csv_out}")
+    if plot is not None:
+        from moeplan.plots import frontier_figure, save
+
+        stderr.print(f"wrote {save(frontier_figure(result), plot)}")
+    if json_out:
+        emit_json(result)
+        return
+    table = Table(title=f"compute-optimal frontier ({result.law})", title_justify="left")
+    for col in ("C", "shape", "experts", "total", "N_a", "D", "loss", "extrap."):
+        table.add_column(col, justify="right", no_wrap=True)
+    for p in result.points:
+        if not p.feasible:
+            table.add_row(f"{p.compute:.2g}", "infeasible", "", "", "", "", "", "")
+            continue
+        table.add_row(f"{p.compute:.2g}", f"{p.n_layers}x{p.d_hidden}",
+                      f"{p.n_experts}x{p.d_expert}, {p.top_k}+{p.n_shared_experts}", human(p.total_params),
+                      human(p.law_N_a), human(p.tokens), f"{p.loss:.4f}",
+                      f"{p.extrapolation:.3g}x" if p.extrapolation > 1 else "inside")
+    stdout.print(table)
+    stdout.print("[dim]shape: layers x d_hidden; experts: n_experts x d_expert, top_k+shared; N_a: activated "
+                 "non-embedding parameters; extrap.: largest factor outside the law's fitted domain[/dim]")
+    return
+
+
+def _write_csv(result, path: Path) -> None:
+    from moeplan.planner.curves import FrontierPoint
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(FrontierPoint.model_fields))
+    writer.writeheader()
+    for p in result.points:
+        writer.writerow(p.model_dump())
+    from moeplan.laws.fit_report import _write_text_atomic
+
+    _write_text_atomic(Path(path), buffer.getvalue())
+

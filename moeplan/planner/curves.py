@@ -1,0 +1,151 @@
+"""Plot data, computed apart from any rendering: the compute frontier, iso-FLOP curves, band, Pareto front.
+
+Everything comes from the exact branch and bound over the request's buildable space, so each curve is the
+discrete optimum (or the set of configurations within a tolerance of it), not a continuous approximation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from moeplan.errors import MoeplanError
+from moeplan.laws.model import Law
+from moeplan.planner.plan import load_law
+from moeplan.planner.request import PlanRequest
+from moeplan.planner.solve import branch_and_bound, solve
+from moeplan.planner.space import AXES, Space
+
+_FROZEN = ConfigDict(frozen=True)
+
+
+class FrontierPoint(BaseModel):
+    """The planned architecture at one budget (or why there is none)."""
+
+    model_config = _FROZEN
+
+    compute: float
+    feasible: bool
+    reason: str = ""
+    n_layers: int | None = None
+    d_hidden: int | None = None
+    d_expert: int | None = None
+    n_experts: int | None = None
+    top_k: int | None = None
+    n_shared_experts: int | None = None
+    loss: float | None = None
+    total_params: int | None = None
+    active_params: int | None = None
+    law_N: float | None = None
+    law_N_a: float | None = None
+    tokens: float | None = None
+    activation_ratio: float | None = None
+    extrapolation: float | None = None  # largest factor by which an input leaves the law's fitted domain
+
+
+class Frontier(BaseModel):
+    model_config = _FROZEN
+
+    law: str
+    points: list[FrontierPoint]
+    fitted_compute: tuple[float, float] | None  # 6·N_a·D at the corners of the law's fitted domain
+
+
+def budgets(start: float, stop: float, per_decade: int) -> np.ndarray:
+    if not 0 < start <= stop:
+        raise MoeplanError(f"--from {start:g} must be positive and at most --to {stop:g}")
+    if per_decade < 1:
+        raise MoeplanError("--per-decade must be at least 1")
+    steps = int(round(np.log10(stop / start) * per_decade))
+    return start * 10 ** (np.arange(steps + 1) / per_decade)
+
+
+def _point(space: Space, compute: float) -> FrontierPoint:
+    band = solve(space, 0.0)[0]
+    if len(band) == 0:
+        return FrontierPoint(compute=compute, feasible=False,
+                             reason=f"no buildable model gets {space.request.priors.min_tokens_per_param:g} "
+                                    "tokens per parameter, or the caps exclude all")
+    values = {a: int(v) for a, v in space.values(*band.point(0)).items()}
+    ev = space.evaluate_values({a: [v] for a, v in values.items()})
+    g = values["top_k"] + values["n_shared_experts"]
+    out = space.law.extrapolation(N=ev.n[0], D=ev.tokens[0], N_a=ev.n_a[0], G=g, S=values["n_shared_experts"] / g)
+    return FrontierPoint(compute=compute, feasible=True, **values, loss=float(band.loss[0]),
+                         total_params=int(ev.total[0]), active_params=int(ev.n_a[0]), law_N=float(ev.n[0]),
+                         law_N_a=float(ev.n_a[0]), tokens=float(ev.tokens[0]),
+                         activation_ratio=float(ev.n_a[0] / ev.n[0]),
+                         extrapolation=max([e.factor for e in out], default=1.0))
+
+
+def fitted_compute(law: Law) -> tuple[float, float] | None:
+    domain = {v.name: v.domain for v in law.variables}
+    if domain.get("N_a") and domain.get("D"):
+        return 6 * domain["N_a"][0] * domain["D"][0], 6 * domain["N_a"][1] * domain["D"][1]
+    return None
+
+
+def frontier(request: PlanRequest, computes) -> Frontier:
+    """The planned optimum at each budget: same priors and caps, the budget replaced."""
+    law = load_law(request)
+    spaces = [Space(request.model_copy(update={"flops": float(c), "gpu_hours": None}), law) for c in computes]
+    if len(spaces) > 2:  # budgets are independent: use both cores
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=2) as pool:
+            points = list(pool.map(_point, spaces, [float(c) for c in computes]))
+    else:
+        points = [_point(s, float(c)) for s, c in zip(spaces, computes, strict=True)]
+    return Frontier(law=law.name, points=points, fitted_compute=fitted_compute(law))
+
+
+def iso_flop(request: PlanRequest, computes, tolerance: float = 0.03, bins: int = 36) -> list[dict]:
+    """Loss against N_a at fixed compute: the best configuration in each log-N_a bin, within `tolerance`."""
+    law = load_law(request)
+    curves = []
+    for c in computes:
+        space = Space(request.model_copy(update={"flops": float(c), "gpu_hours": None}), law)
+        band = branch_and_bound(space, tolerance)
+        if len(band) == 0:
+            continue
+        ev = space.evaluate(band.pair, band.combo, band.j, band.i)
+        edges = np.geomspace(ev.n_a.min(), ev.n_a.max() * (1 + 1e-9), bins + 1)
+        which = np.clip(np.searchsorted(edges, ev.n_a, side="right") - 1, 0, bins - 1)
+        best = np.full(bins, np.inf)
+        np.minimum.at(best, which, band.loss)
+        keep = np.isfinite(best)
+        centres = np.sqrt(edges[:-1] * edges[1:])
+        curves.append({"compute": float(c), "n_a": centres[keep], "loss": best[keep],
+                       "best_n_a": float(ev.n_a[0]), "best_loss": float(band.loss[0])})
+    return curves
+
+
+def band_points(request: PlanRequest) -> dict:
+    """Every configuration within the request's tolerance: N_a/N, G and loss of each."""
+    space = Space(request, load_law(request))
+    band = branch_and_bound(space, request.tolerance)
+    if len(band) == 0:
+        raise MoeplanError("no buildable configuration for this request")
+    ev = space.evaluate(band.pair, band.combo, band.j, band.i)
+    g = space.combos[0][band.combo] + space.combos[1][band.combo]
+    return {"ratio": ev.n_a / ev.n, "G": g, "loss": band.loss, "tolerance": request.tolerance}
+
+
+def pareto(request: PlanRequest, caps: int = 12) -> dict:
+    """Best loss under a sweep of total-parameter caps: the exact loss-versus-size Pareto front."""
+    law = load_law(request)
+    free = branch_and_bound(Space(request, law), 0.0)
+    if len(free) == 0:
+        raise MoeplanError("no buildable configuration for this request")
+    space = Space(request, law)
+    top = int(space.evaluate(*[x[:1] for x in (free.pair, free.combo, free.j, free.i)]).total[0])
+    totals, losses, archs = [], [], []
+    for cap in np.geomspace(top / 100, top, caps):
+        capped = request.model_copy(update={"max_params": float(cap)})
+        s = Space(capped, law)
+        b = branch_and_bound(s, 0.0)
+        if len(b):
+            values = {a: int(v) for a, v in s.values(*b.point(0)).items()}
+            totals.append(int(s.evaluate_values({a: [v] for a, v in values.items()}).total[0]))
+            losses.append(float(b.loss[0]))
+            archs.append(values)
+    return {"total_params": np.array(totals), "loss": np.array(losses), "architectures": archs, "axes": AXES}
