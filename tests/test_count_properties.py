@@ -167,3 +167,20 @@ def test_vectorised_refuses_int64_overflow():
     with pytest.raises(OverflowError):
         count_arrays(arch)
     assert count(arch).train_flops_per_token > 2**63 / 1e7  # the layer-wise path uses Python ints
+
+
+def test_batch_counted_when_only_the_combined_maxima_would_overflow():
+    """A huge seq with a tiny model and a huge model with a tiny seq: each fits int64, their maxima do not."""
+    template = Architecture(n_layers=1000, d_hidden=65536, n_heads=512, d_expert=65536, n_experts=4096, top_k=4096,
+                            vocab_size=10**6, seq_len=8)
+    small_long = template.model_copy(update={"n_layers": 1, "d_hidden": 64, "n_heads": 1, "d_head": 64,
+                                             "n_kv_heads": 1, "d_expert": 64, "n_experts": 1, "top_k": 1,
+                                             "vocab_size": 10, "d_shared_expert": 64, "seq_len": 10**7})
+    archs = [template, Architecture(**dict(small_long))]
+    arrays = {k: np.array([getattr(a, k) for a in archs]) for k in
+              ("n_layers", "d_hidden", "n_heads", "n_kv_heads", "d_head", "d_expert", "n_experts", "top_k",
+               "vocab_size", "seq_len", "d_shared_expert")}
+    vec = count_arrays(template, "exact", True, **arrays)
+    for i, arch in enumerate(archs):
+        assert vec.train_flops_per_token[i] == count(arch).train_flops_per_token
+        assert vec.total["all"][i] == count(arch).total.all

@@ -48,7 +48,7 @@ class CountArrays:
                 for c, v in self._x_seq.items()}
 
 
-def _namespace(template: Architecture, arrays: dict, reduce=None) -> SimpleNamespace:
+def _namespace(template: Architecture, arrays: dict, reduce=None, dtype=np.int64) -> SimpleNamespace:
     unknown = set(arrays) - set(_NUMERIC) - set(_MLA_NUMERIC) - {"n_dense", "n_sliding"}
     if unknown:
         raise ValueError(f"not numeric architecture fields: {sorted(unknown)}")
@@ -56,7 +56,7 @@ def _namespace(template: Architecture, arrays: dict, reduce=None) -> SimpleNames
     def value(v):
         if v is None:
             return None
-        return int(np.max(v)) if reduce else np.asarray(v, dtype=np.int64)
+        return int(np.max(v)) if reduce else np.asarray(v, dtype=dtype)
 
     ns = SimpleNamespace(**dict(template))
     for name in _NUMERIC:
@@ -114,7 +114,10 @@ def count_arrays(
     # exact Python-int check instead of an elementwise overflow test.
     _, _, bound = _components(_namespace(template, arrays, reduce=True), template, convention, causal)
     if sum(int(v) for v in bound.values()) >= _INT64_HEADROOM:
-        raise OverflowError("FLOPs x seq would exceed int64: count such models one at a time with moeplan.count")
+        # The maxima combined may overflow where no element does: check element by element in float64.
+        _, _, approx = _components(_namespace(template, arrays, dtype=np.float64), template, convention, causal)
+        if np.max(sum(approx.values())) >= _INT64_HEADROOM:
+            raise OverflowError("FLOPs x seq would exceed int64: count such models one at a time with moeplan.count")
     a = _namespace(template, arrays)
     total, active, x_seq = _components(a, template, convention, causal)
     total_x_seq = sum(x_seq[c] for c in FLOP_COMPONENTS)
