@@ -16,7 +16,7 @@ ConventionOpt = Annotated[
 SeqLenOpt = Annotated[int | None, typer.Option("--seq-len", min=1, help="Training sequence length.")]
 
 stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)  # notices stay one line
 
 
 def emit_json(model: BaseModel) -> None:

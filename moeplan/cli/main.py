@@ -15,6 +15,7 @@ except ImportError:  # pragma: no cover
 from moeplan import __version__
 from moeplan.cli.count import count_command
 from moeplan.cli.laws import derive_command, laws_command, leverage_command, predict_command
+from moeplan.cli.dashboard import dashboard_command
 from moeplan.cli.export import export_command
 from moeplan.cli.fit import fit_command
 from moeplan.cli.frontier import frontier_command
@@ -55,6 +56,7 @@ app.command("leverage")(leverage_command)
 app.command("fit")(fit_command)
 app.command("export")(export_command)
 app.command("frontier")(frontier_command)
+app.command("dashboard")(dashboard_command)
 
 
 def _fail(message: str, code: int) -> None:

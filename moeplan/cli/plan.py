@@ -70,6 +70,10 @@ def plan_command(
                                         panel=SEARCH)] = None,
     study: Annotated[str | None, _opt("--study", help="Study name (default: derived from the request).",
                                       panel=SEARCH)] = None,
+    workers: Annotated[int, _opt("--workers", min=1, help="Processes running trials on the study.",
+                                 panel=SEARCH)] = 1,
+    resume: Annotated[bool, _opt("--resume", help="Continue the study after a crash (no other worker running).",
+                                 panel=SEARCH)] = False,
     verify: Annotated[bool, _opt("--verify", help="Enumerate the whole space and report regret.", panel=SEARCH)] = False,
     export: Annotated[Literal["hf", "megatron"] | None, _opt("--export", help="Also write the plan as hf or megatron.",
                                                                panel=SEARCH)] = None,
@@ -88,6 +92,7 @@ def plan_command(
         convention=convention_option(convention), law=law, law_params=law_params, tensor_parallel=tp,
         expert_parallel=ep, pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
         objective=objective, tolerance=tolerance, trials=trials, seed=seed, storage=storage, study_name=study,
+        workers=workers, resume=resume,
     )
     prior_fields = dict(
         min_layers=min_layers, max_layers=max_layers, min_d_hidden=min_d_hidden, max_d_hidden=max_d_hidden,
@@ -116,6 +121,10 @@ def plan_command(
         emit_json(result)
     else:
         render(result)
+    if result.interrupted:
+        stderr.print(f"interrupted: the plan above is complete; the study {result.study_name} keeps its "
+                     f"{result.trials} finished trials (continue with --resume)")
+        raise typer.Exit(130)
 
 
 def write_plan_plots(request, path: Path) -> list[Path]:

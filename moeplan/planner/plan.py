@@ -20,7 +20,7 @@ from moeplan.planner.binding import Binding, binding_constraints
 from moeplan.planner.request import PlanRequest
 from moeplan.planner.solve import Band, enumerate_space, solve
 from moeplan.planner.space import AXES, Space
-from moeplan.planner.study import TRAINING_BYTES_PER_PARAM, describe, run_study
+from moeplan.planner.study import FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
 
 ALTERNATIVES = 7  # band members shown and recorded as trials besides the chosen plan
 
@@ -98,6 +98,7 @@ class Plan(BaseModel):
     study_name: str
     storage: str
     trials: int
+    interrupted: bool = Field(False, description="Ctrl-C stopped the study: the plan stands, the study is resumable")
 
 
 def load_law(request: PlanRequest) -> Law:
@@ -125,7 +126,7 @@ def _law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]
 
 
 def study_name_for(request: PlanRequest) -> str:
-    key = request.model_dump_json(exclude={"storage", "study_name", "trials"})
+    key = request.model_dump_json(exclude={"storage", "study_name", "trials", "workers", "resume"})
     return f"moeplan-{request.compute:.3g}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
@@ -210,12 +211,14 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     proposals = [("seed", _axes(c)) for c in seed_candidates] + [("plan", _axes(best))]
     proposals += [("band", _axes(c)) for c in alternatives]
     multi = request.objective == "pareto"
-    extra = max(0, (request.trials or 0) - len(proposals))
-    study = run_study(space, proposals, request.storage, name, extra, request.seed, multi)
+    study, interrupted = run_study(space, proposals, request.storage, name, request.trials, request.seed, multi,
+                                   request.workers, request.resume)
 
     certificate = enumerate_space(space, request.tolerance) if verify else None
     arch = space.architecture_of(_axes(best))
     plan_ = _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate, name)
+    if interrupted:
+        plan_ = plan_.model_copy(update={"interrupted": True})
     samples = _law_and_samples(request)[1]
     if samples:
         x = {"N": plan_.total.without_embeddings, "D": plan_.tokens, "N_a": plan_.active.without_embeddings,
@@ -239,6 +242,7 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
     if r.objective == "pareto":
         front = sorted((_trial_candidate(t) for t in study.best_trials if not t.user_attrs.get("violated")),
                        key=lambda x: (x.total_params, x.loss))
+    trials = len(study.get_trials(deepcopy=False, states=FINISHED))
     return Plan(
         moeplan_version=__version__,
         request=r,
@@ -284,7 +288,7 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         certificate_band_size=None if certificate is None else len(certificate),
         study_name=name,
         storage=r.storage or "sqlite:///moeplan.db",
-        trials=len(study.trials),
+        trials=trials,
     )
 
 

@@ -89,6 +89,8 @@ class PlanRequest(BaseModel):
     seed: int = 0
     storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///moeplan.db")
     study_name: str | None = None
+    workers: PositiveInt = Field(1, description="processes running trials on the study")
+    resume: bool = Field(False, description="continue a study whose run was killed")
 
     @model_validator(mode="after")
     def _budget(self) -> PlanRequest:

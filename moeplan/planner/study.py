@@ -9,6 +9,7 @@ then, if more trials are asked for, the sampler's own search (TPE, or NSGA-II fo
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import optuna
@@ -32,7 +33,7 @@ def open_storage(url: str | None):
             from optuna.storages.journal import JournalFileBackend
 
             return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-        storage = optuna.storages.RDBStorage(url, **_skip_schema_check(url))
+        storage = _rdb_storage(url)
     except Exception as err:  # SQLAlchemy and Optuna raise many kinds; the user needs one line
         raise MoeplanError(f"cannot open storage {url!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
     if url.startswith("sqlite"):
@@ -48,6 +49,24 @@ def open_storage(url: str | None):
 
         storage.engine.dispose()
     return storage
+
+
+def _rdb_storage(url: str, attempts: int = 5):
+    """An RDBStorage; workers that meet a fresh database race to create Optuna's tables, so the losers retry
+    (by then the tables exist)."""
+    import sqlalchemy.exc
+
+    kwargs = _skip_schema_check(url)
+    if url.startswith("sqlite"):  # concurrent workers wait for the lock instead of failing at once
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1 or url.startswith("sqlite"):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _skip_schema_check(url: str) -> dict:
@@ -112,6 +131,11 @@ def describe(space: Space, values: dict[str, int]) -> dict[str, float]:
 
 def objective_for(space: Space, multi: bool):
     dists = distributions(space)
+    # Range priors the suggest bounds already enforce can never break; record only the others (each named
+    # constraint is one storage write per trial).
+    probe = {axis: [dists[axis][0]] for axis in AXES}
+    enforced = {f"layers in [", "d_hidden in [", "n_experts <= ", "top_k <= ", "n_shared_experts <= "}
+    breakable = [name for name in space.prior_violations(probe) if not any(name.startswith(e) for e in enforced)]
 
     def objective(trial: optuna.Trial):
         values = {axis: trial.suggest_int(axis, *dists[axis][:2], step=dists[axis][2]) for axis in AXES}
@@ -124,8 +148,8 @@ def objective_for(space: Space, multi: bool):
             if key != "loss":
                 trial.set_user_attr(key, value)
         trial.set_user_attr("violated", [name for name, mask in violations.items() if mask[0]])
-        for name, mask in violations.items():  # <= 0 feasible (Optuna's convention); 1 marks a broken prior
-            trial.set_constraint(name, 1.0 if mask[0] else 0.0)
+        for name in breakable:  # <= 0 feasible (Optuna's convention); 1 marks a broken prior
+            trial.set_constraint(name, 1.0 if violations[name][0] else 0.0)
         if multi:
             return attrs["loss"], attrs["total_params"], attrs["active_params"]
         return attrs["loss"]
@@ -133,24 +157,84 @@ def objective_for(space: Space, multi: bool):
     return objective
 
 
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def _sampler(multi: bool, seed: int):
+    return (optuna.samplers.NSGAIISampler if multi else optuna.samplers.TPESampler)(seed=seed)
+
+
+def _work(storage_url: str, name: str, space: Space, n_trials: int, seed: int, multi: bool) -> None:
+    """One worker process: join the study and run `n_trials` (waiting enqueued trials first)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name=name, storage=open_storage(storage_url), sampler=_sampler(multi, seed))
+    study.optimize(objective_for(space, multi), n_trials=n_trials, catch=())
+
+
+def _run_workers(storage_url: str, name: str, space: Space, n_trials: int, seed: int, multi: bool,
+                 workers: int) -> None:
+    """Split `n_trials` over `workers` processes on the same study (Optuna's own scale-out)."""
+    import multiprocessing
+
+    shares = [n_trials // workers + (k < n_trials % workers) for k in range(workers)]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_work, args=(storage_url, name, space, share, seed + k, multi))
+             for k, share in enumerate(shares) if share]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.terminate()
+        raise
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise MoeplanError(f"{len(failed)} of {len(procs)} workers failed (exit codes {failed})")
+
+
+def _fail_stale(study: optuna.Study) -> list[dict]:
+    """--resume: trials left RUNNING by a killed worker become FAIL; returns the proposals to enqueue again."""
+    again = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        if "role" in t.user_attrs:
+            again.append((t.user_attrs["role"], dict(t.params)))
+    return again
+
+
 def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage_url: str | None, name: str,
-              extra_trials: int, seed: int, multi: bool) -> optuna.Study:
-    """Create (or reopen) the study, run the enqueued proposals not yet in it, then `extra_trials` more."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage_url)
-    sampler_cls = optuna.samplers.NSGAIISampler if multi else optuna.samplers.TPESampler
-    sampler = sampler_cls(seed=seed)
+              trials: int | None, seed: int, multi: bool, workers: int = 1,
+              resume: bool = False) -> tuple[optuna.Study, bool]:
+    """Create, join or resume the study; run the enqueued proposals and the requested trials.
+
+    `trials` trials are added by this call (default: one per proposal not yet in the study); the study's
+    `trials_target` records the total so `--resume` after a crash runs exactly what is missing. Returns the
+    study and whether Ctrl-C interrupted it (the study is then kept, to be resumed).
+    """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    url = storage_url or DEFAULT_STORAGE
+    if workers > 1 and url in (":memory:", "memory"):
+        raise MoeplanError("--workers needs a shared storage: an SQLite file, a PostgreSQL URL or journal:PATH")
+    storage = open_storage(url)
     directions = ["minimize"] * (3 if multi else 1)
     try:
-        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, directions=directions,
-                                    load_if_exists=True)
+        study = optuna.create_study(storage=storage, study_name=name, sampler=_sampler(multi, seed),
+                                    directions=directions, load_if_exists=True)
     except Exception as err:
         raise MoeplanError(f"cannot create study {name!r}: {type(err).__name__}: {err}") from None
     if len(study.directions) != len(directions):
         raise MoeplanError(f"study {name!r} exists with {len(study.directions)} objective(s); use another --study")
     fresh = not study.trials
-    done = {tuple(sorted(t.params.items())) for t in study.trials if t.state.is_finished()}
-    todo = [(role, values) for role, values in proposals if tuple(sorted(values.items())) not in done]
+    if resume and fresh:
+        optuna.delete_study(study_name=name, storage=storage)
+        raise MoeplanError(f"nothing to resume: study {name!r} has no trials in {url}")
+    interrupted = False
     try:
         if fresh:
             with warnings.catch_warnings():  # set_metric_names is marked experimental; the dashboard uses it
@@ -159,11 +243,28 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
                                        else ["predicted_loss"])
             study.set_user_attr("request", space.request.model_dump(mode="json"))
             study.set_user_attr("law", space.law.name)
+        if resume:
+            todo = _fail_stale(study)
+            n_trials = max(0, study.user_attrs.get("trials_target", 0) - finished_trials(study))
+        else:
+            done = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False, states=FINISHED)}
+            todo = [(role, values) for role, values in proposals if tuple(sorted(values.items())) not in done]
+            n_trials = len(todo) if trials is None else trials
+            study.set_user_attr("trials_target", study.user_attrs.get("trials_target", 0) + n_trials)
         for role, values in todo:
-            study.enqueue_trial(values, user_attrs={"role": role}, skip_if_exists=True)
-        study.optimize(objective_for(space, multi), n_trials=len(todo) + extra_trials, catch=())
+            study.enqueue_trial(values, user_attrs={"role": role}, skip_if_exists=not resume)
+        if workers > 1:
+            # The enqueued trials run here first: popping a WAITING trial races on SQLite (no row locks),
+            # creating new ones does not.
+            first = min(len(todo), n_trials)
+            study.optimize(objective_for(space, multi), n_trials=first, catch=())
+            _run_workers(url, name, space, n_trials - first, seed, multi, workers)
+        else:
+            study.optimize(objective_for(space, multi), n_trials=n_trials, catch=())
+    except KeyboardInterrupt:
+        interrupted = True  # keep what finished: `--resume` continues from it
     except BaseException:
         if fresh:  # never leave a half-written study behind
             optuna.delete_study(study_name=name, storage=storage)
         raise
-    return study
+    return study, interrupted
