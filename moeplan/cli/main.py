@@ -75,7 +75,7 @@ def main() -> None:
     except click_exceptions.UsageError as err:
         if debug:
             raise
-        _fail(err.format_message().replace("\n", " "), 2)
+        _fail(err.format_message().replace("\n", " ").replace("Value error, ", ""), 2)
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
     except MoeplanError as err:

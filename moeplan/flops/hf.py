@@ -387,6 +387,8 @@ def read_json(path: Path) -> dict:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: a folder, not a file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise MoeplanError(f"{path}: cannot read: {err}") from None
     except json.JSONDecodeError as err:

@@ -32,6 +32,8 @@ def read_rows(path: Path) -> list[dict[str, str]]:
             rows = list(csv.DictReader(handle))
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: a folder, not a file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise MoeplanError(f"{path}: cannot read as CSV: {err}") from None
     if not rows:

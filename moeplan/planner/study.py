@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from pathlib import Path
 
 import optuna
 
@@ -208,6 +209,17 @@ def _fail_stale(study: optuna.Study) -> list[dict]:
     return again
 
 
+def _require_study(url: str, name: str) -> None:
+    """--resume: the study must exist; check without creating a store or a study."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix) and not Path(url.removeprefix(prefix)).is_file():
+            raise MoeplanError(f"nothing to resume: no study store at {url.removeprefix(prefix)}")
+    if url in (":memory:", "memory"):
+        raise MoeplanError("nothing to resume in an in-memory store")
+    if name not in optuna.get_all_study_names(storage=open_storage(url)):
+        raise MoeplanError(f"nothing to resume: no study {name!r} in {url}")
+
+
 def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage_url: str | None, name: str,
               trials: int | None, seed: int, multi: bool, workers: int = 1,
               resume: bool = False) -> tuple[optuna.Study, bool]:
@@ -221,6 +233,8 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
     url = storage_url or DEFAULT_STORAGE
     if workers > 1 and url in (":memory:", "memory"):
         raise MoeplanError("--workers needs a shared storage: an SQLite file, a PostgreSQL URL or journal:PATH")
+    if resume:
+        _require_study(url, name)
     storage = open_storage(url)
     directions = ["minimize"] * (3 if multi else 1)
     try:
@@ -231,9 +245,6 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
     if len(study.directions) != len(directions):
         raise MoeplanError(f"study {name!r} exists with {len(study.directions)} objective(s); use another --study")
     fresh = not study.trials
-    if resume and fresh:
-        optuna.delete_study(study_name=name, storage=storage)
-        raise MoeplanError(f"nothing to resume: study {name!r} has no trials in {url}")
     interrupted = False
     try:
         if fresh:
