@@ -20,6 +20,20 @@ def _figure(width: float = 7.0, height: float = 4.5, ncols: int = 1):
     return fig, fig.subplots(1, ncols) if ncols > 1 else fig.add_subplot()
 
 
+def _finish(ax, xlabel: str, ylabel: str, title: str, legend: bool = False) -> None:
+    """Log x axis, labels with units, a light grid: what every moeplan figure shares."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+
+
+LOSS = "predicted loss (nats/token)"
+
+
 def frontier_figure(front) -> object:
     """Predicted loss against compute along the planned frontier; the law's fitted compute range shaded."""
     fig, ax = _figure()
@@ -33,12 +47,7 @@ def frontier_figure(front) -> object:
                label="extrapolated")
     if front.fitted_compute:
         ax.axvspan(*front.fitted_compute, color="tab:green", alpha=0.12, label="fitted compute range (6·N_a·D)")
-    ax.set_xscale("log")
-    ax.set_xlabel("training compute C (FLOPs)")
-    ax.set_ylabel("predicted loss (nats/token)")
-    ax.set_title("Compute-optimal MoE frontier")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, "training compute C (FLOPs)", LOSS, "Compute-optimal MoE frontier", legend=True)
     return fig
 
 
@@ -48,12 +57,8 @@ def iso_flop_figure(curves) -> object:
     for curve in curves:
         line = ax.plot(curve["n_a"], curve["loss"], lw=1.5, label=f"C = {curve['compute']:.0e} FLOPs")[0]
         ax.scatter([curve["best_n_a"]], [curve["best_loss"]], marker="*", s=120, color=line.get_color(), zorder=3)
-    ax.set_xscale("log")
-    ax.set_xlabel("activated parameters N_a (non-embedding)")
-    ax.set_ylabel("predicted loss (nats/token)")
-    ax.set_title("Iso-FLOP curves (best buildable configuration per N_a; * = optimum)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish(ax, "activated parameters N_a (non-embedding)", LOSS,
+            "Iso-FLOP curves (best buildable configuration per N_a; * = optimum)", legend=True)
     return fig
 
 
@@ -61,15 +66,12 @@ def band_figure(band) -> object:
     """The near-optimal band in the (N_a/N, G) plane, coloured by loss."""
     fig, ax = _figure()
     sc = ax.scatter(band["ratio"], band["G"], c=band["loss"], cmap="viridis", s=14)
-    fig.colorbar(sc, ax=ax, label="predicted loss (nats/token)")
-    ax.set_xscale("log")
-    ax.set_xlabel("activation ratio N_a/N")
-    ax.set_ylabel("activated experts G = top_k + shared")
+    fig.colorbar(sc, ax=ax, label=LOSS)
     from matplotlib.ticker import MaxNLocator
 
+    _finish(ax, "activation ratio N_a/N", "activated experts G = top_k + shared",
+            f"Near-optimal band: {len(band['loss'])} configurations within {band['tolerance']:g}")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"Near-optimal band: {len(band['loss'])} configurations within {band['tolerance']:g}")
-    ax.grid(True, alpha=0.3)
     return fig
 
 
@@ -77,11 +79,7 @@ def pareto_figure(front) -> object:
     """Best predicted loss against total parameters (the exact Pareto front, swept over caps)."""
     fig, ax = _figure()
     ax.plot(front["total_params"], front["loss"], marker="o", color="tab:purple")
-    ax.set_xscale("log")
-    ax.set_xlabel("total parameters (all)")
-    ax.set_ylabel("predicted loss (nats/token)")
-    ax.set_title("Pareto front: loss against total parameters")
-    ax.grid(True, which="both", alpha=0.3)
+    _finish(ax, "total parameters (all)", LOSS, "Pareto front: loss against total parameters")
     return fig
 
 
