@@ -36,6 +36,7 @@ class Family:
     router_bias: bool = False          # a per-expert router bias or correction bias in every MoE layer
     qk_norm: str = "none"              # none | head | full | flag (per-head, switched by use_qk_norm)
     attention_bias: tuple[str, str] | str = "none"  # fixed kind, or (config key, kind when true)
+    attention_bias_default: bool = False  # the key's value when a config omits it
     mla: bool = False
     sliding: str = "none"              # none | layer_types | all
     sinks: bool = False
@@ -50,7 +51,7 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("mixtral", "MixtralForCausalLM", ("num_local_experts", "num_experts"), "intermediate_size", sliding="all"),
     Family("qwen2_moe", "Qwen2MoeForCausalLM", ("num_experts", "num_local_experts"), "moe_intermediate_size", shared_required=True, dense="qwen", dense_width="intermediate_size",
            shared="fused", shared_key="shared_expert_intermediate_size", shared_gate=True,
-           attention_bias=("qkv_bias", "qkv"), sliding="layer_types"),
+           attention_bias=("qkv_bias", "qkv"), attention_bias_default=True, sliding="layer_types"),
     Family("qwen3_moe", "Qwen3MoeForCausalLM", ("num_experts", "num_local_experts"), "moe_intermediate_size", dense="qwen", dense_width="intermediate_size",
            qk_norm="head", attention_bias=("attention_bias", "all"), sliding="layer_types"),
     Family("olmoe", "OlmoeForCausalLM", ("num_experts", "num_local_experts"), "intermediate_size", qk_norm="full", attention_bias=("attention_bias", "all"),
@@ -63,7 +64,8 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            mla=True),
     Family("gpt_oss", "GptOssForCausalLM", ("num_local_experts", "num_experts"), "intermediate_size",
            top_k=("num_experts_per_tok", "experts_per_token"), router_bias=True,
-           attention_bias=("attention_bias", "all"), sliding="layer_types", sinks=True, expert_bias=True),
+           attention_bias=("attention_bias", "all"), attention_bias_default=True, sliding="layer_types", sinks=True,
+           expert_bias=True),
     Family("glm4_moe", "Glm4MoeForCausalLM", ("n_routed_experts", "num_local_experts"), "moe_intermediate_size", dense="first_k",
            dense_width="intermediate_size", shared="count", shared_key="n_shared_experts", router_bias=True,
            qk_norm="flag", attention_bias=("attention_bias", "qkv")),
@@ -141,11 +143,12 @@ def _sliding(fam: Family, cfg: dict, n_layers: int) -> dict:
     return {"sliding_window": window, "sliding_layers": layers} if layers else {}
 
 
-def _flag_bias(fam: Family, cfg: dict, default: bool = False) -> str:
+def _flag_bias(fam: Family, cfg: dict) -> str:
     if isinstance(fam.attention_bias, str):
         return fam.attention_bias
     key, kind = fam.attention_bias
-    return kind if cfg.get(key, default if fam.model_type != "gpt_oss" else True) else "none"
+    value = cfg.get(key)
+    return kind if (fam.attention_bias_default if value is None else value) else "none"
 
 
 def read_family(fam: Family, cfg: dict) -> dict:
@@ -161,8 +164,6 @@ def read_family(fam: Family, cfg: dict) -> dict:
         "router_bias": fam.router_bias, "attention_sinks": fam.sinks, "expert_bias": fam.expert_bias,
         "norm_bias": fam.norm_bias, "shared_expert_gate": False,
     }
-    if fam.model_type == "qwen2_moe" and cfg.get("qkv_bias") is None:
-        cfg = cfg | {"qkv_bias": True}  # Qwen2-MoE configs predating the qkv_bias field always had the biases
     if fam.mla:
         if cfg.get("attention_bias"):
             raise MoeplanError(f"{fam.model_type}: attention_bias with MLA is not supported")
