@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,12 +21,11 @@ def dashboard_command(
         from optuna_dashboard import run_server
     except ImportError:
         raise MoeplanError("the dashboard needs optuna-dashboard: pip install 'moeplan[dashboard]'") from None
-    from moeplan.planner.study import open_storage
+    from moeplan.planner.study import open_storage, store_file
 
-    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
-        raise MoeplanError(f"no study store at {storage.removeprefix('sqlite:///')} (run moeplan plan first)")
-    if storage.startswith("journal:") and not Path(storage.removeprefix("journal:")).is_file():
-        raise MoeplanError(f"no journal at {storage.removeprefix('journal:')}")
+    path = store_file(storage)
+    if path is not None and not path.is_file():
+        raise MoeplanError(f"no study store at {path} (run moeplan plan first)")
     store = open_storage(storage)
     stderr.print(f"optuna-dashboard on http://{host}:{port} for {storage} (Ctrl-C stops it)")
     try:

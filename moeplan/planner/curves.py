@@ -77,6 +77,11 @@ def _point(space: Space, compute: float) -> FrontierPoint:
                          extrapolation=max([e.factor for e in out], default=1.0))
 
 
+def at_budget(request: PlanRequest, law: Law, compute: float) -> Space:
+    """The request's space with its budget replaced by `compute` FLOPs (same priors and caps)."""
+    return Space(request.model_copy(update={"flops": float(compute), "gpu_hours": None}), law)
+
+
 def fitted_compute(law: Law) -> tuple[float, float] | None:
     domain = {v.name: v.domain for v in law.variables}
     if domain.get("N_a") and domain.get("D"):
@@ -87,7 +92,7 @@ def fitted_compute(law: Law) -> tuple[float, float] | None:
 def frontier(request: PlanRequest, computes) -> Frontier:
     """The planned optimum at each budget: same priors and caps, the budget replaced."""
     law = load_law(request)
-    spaces = [Space(request.model_copy(update={"flops": float(c), "gpu_hours": None}), law) for c in computes]
+    spaces = [at_budget(request, law, c) for c in computes]
     if len(spaces) > 2:  # budgets are independent: use both cores
         from concurrent.futures import ProcessPoolExecutor
 
@@ -103,7 +108,7 @@ def iso_flop(request: PlanRequest, computes, tolerance: float = 0.03, bins: int 
     law = load_law(request)
     curves = []
     for c in computes:
-        space = Space(request.model_copy(update={"flops": float(c), "gpu_hours": None}), law)
+        space = at_budget(request, law, c)
         band = branch_and_bound(space, tolerance)
         if len(band) == 0:
             continue
@@ -133,10 +138,10 @@ def band_points(request: PlanRequest) -> dict:
 def pareto(request: PlanRequest, caps: int = 12) -> dict:
     """Best loss under a sweep of total-parameter caps: the exact loss-versus-size Pareto front."""
     law = load_law(request)
-    free = branch_and_bound(Space(request, law), 0.0)
+    space = Space(request, law)
+    free = branch_and_bound(space, 0.0)
     if len(free) == 0:
         raise MoeplanError("no buildable configuration for this request")
-    space = Space(request, law)
     top = int(space.evaluate(*[x[:1] for x in (free.pair, free.combo, free.j, free.i)]).total[0])
     totals, losses, archs = [], [], []
     for cap in np.geomspace(top / 100, top, caps):

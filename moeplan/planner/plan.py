@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +19,7 @@ from moeplan.planner.binding import Binding, binding_constraints
 from moeplan.planner.request import PlanRequest
 from moeplan.planner.solve import Band, enumerate_space, solve
 from moeplan.planner.space import AXES, Space
-from moeplan.planner.study import FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
+from moeplan.planner.study import DEFAULT_STORAGE, FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
 
 ALTERNATIVES = 7  # band members shown and recorded as trials besides the chosen plan
 
@@ -103,10 +102,11 @@ class Plan(BaseModel):
 
 def load_law(request: PlanRequest) -> Law:
     """The request's law, with fitted constants from `law_params` if given."""
-    return _law_and_samples(request)[0]
+    return law_and_samples(request)[0]
 
 
-def _law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
+def law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
+    """The request's law and the fit's bootstrap samples of its constants (empty without --law-params)."""
     law = get_law(request.law)
     if request.law_params is None:
         return law, []
@@ -187,7 +187,7 @@ def assumptions(space: Space) -> list[str]:
 
 def plan(request: PlanRequest, verify: bool = False) -> Plan:
     """The buildable MoE with the lowest predicted loss for `request`, certified exact by construction."""
-    law = load_law(request)
+    law, samples = law_and_samples(request)
     if (law.code_name or law.name) != "hy":
         raise MoeplanError(f"planning needs the [HY] form (hy, or constants fitted to it); law {law.name!r} is for "
                            "moeplan predict and fit")
@@ -219,7 +219,6 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     plan_ = _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate, name)
     if interrupted:
         plan_ = plan_.model_copy(update={"interrupted": True})
-    samples = _law_and_samples(request)[1]
     if samples:
         x = {"N": plan_.total.without_embeddings, "D": plan_.tokens, "N_a": plan_.active.without_embeddings,
              "G": plan_.activated_experts, "S": plan_.shared_ratio}
@@ -235,6 +234,7 @@ def _axes(c: Candidate) -> dict[str, int]:
 def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluated, certificate, name) -> Plan:
     r = space.request
     c = count(arch, r.convention)
+    derived = describe(space, _axes(best))
     ling = get_law("ling")
     el = float(ling.evaluate(A=arch.activation_ratio, G_L=arch.granularity, C=r.compute))
     g, s = arch.activated_experts, arch.shared_ratio
@@ -257,16 +257,16 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         active=c.active,
         train_flops_per_token=c.train_flops_per_token,
         tokens=best.tokens,
-        tokens_per_param=best.tokens / c.total.all,
+        tokens_per_param=derived["tokens_per_param"],
         tokens_per_active_param=best.tokens / c.active.all,
         loss=best.loss,
         activated_experts=g,
         shared_ratio=s,
         granularity=arch.granularity,
         activation_ratio=arch.activation_ratio,
-        total_over_active=c.total.without_embeddings / c.active.without_embeddings,
-        weight_memory_gb=2 * c.total.all / 1e9,
-        training_memory_gb=TRAINING_BYTES_PER_PARAM * c.total.all / 1e9,
+        total_over_active=derived["total_over_active"],
+        weight_memory_gb=derived["weight_memory_gb"],
+        training_memory_gb=derived["training_memory_gb"],
         efficiency_leverage=el,
         dense_equivalent_compute=el * r.compute,
         ling_learning_rate=float(ling.evaluate("learning_rate", C=r.compute)),
@@ -287,7 +287,7 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         certificate_points=None if certificate is None else certificate.evaluated,
         certificate_band_size=None if certificate is None else len(certificate),
         study_name=name,
-        storage=r.storage or "sqlite:///moeplan.db",
+        storage=r.storage or DEFAULT_STORAGE,
         trials=trials,
     )
 

@@ -93,7 +93,6 @@ def initial_boxes(space: Space, combos=None):
 
 def branch_and_bound(space: Space, tolerance: float, combos=None, incumbent: float = np.inf) -> Band:
     """Every feasible point within `tolerance` of the optimum of `space` (restricted to `combos` if given)."""
-    r = space.request
     pair, combo, jl, jh, il, ih = initial_boxes(space, combos)
     found: list[tuple[np.ndarray, ...]] = []
     evaluated = 0
@@ -106,12 +105,7 @@ def branch_and_bound(space: Space, tolerance: float, combos=None, incumbent: flo
                 incumbent = min(incumbent, float(ev.loss[ev.feasible].min()))
         bound = lower_bound(space, combo, lo, hi)
         # at a single point the bound must equal the loss, up to rounding of a different sum order
-        alive = bound <= incumbent + tolerance + 1e-12
-        alive &= lo.tokens >= r.priors.min_tokens_per_param * lo.total
-        if r.params_cap is not None:
-            alive &= lo.total <= r.params_cap
-        if r.max_tokens is not None:
-            alive &= hi.tokens <= r.max_tokens
+        alive = (bound <= incumbent + tolerance + 1e-12) & space.box_may_be_feasible(lo, hi)
         leaf = (jl == jh) & (il == ih)
         done = alive & leaf & lo.feasible
         found.append((pair[done], combo[done], jl[done], il[done], lo.loss[done]))

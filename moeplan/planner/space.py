@@ -156,6 +156,17 @@ class Space:
             ok &= tokens <= r.max_tokens
         return ok
 
+    def box_may_be_feasible(self, lo: Evaluation, hi: Evaluation) -> np.ndarray:
+        """`feasible` over boxes: counts grow from the lower corner `lo` to the upper `hi`, tokens fall, so a
+        box whose most favourable corner breaks a constraint holds no feasible point."""
+        r = self.request
+        ok = lo.tokens >= r.priors.min_tokens_per_param * lo.total
+        if r.params_cap is not None:
+            ok &= lo.total <= r.params_cap
+        if r.max_tokens is not None:
+            ok &= hi.tokens <= r.max_tokens
+        return ok
+
     def architecture(self, pair: int, combo: int, j: int, i: int) -> Architecture:
         """The `Architecture` of one point."""
         return self.architecture_of(self.values(pair, combo, j, i))

@@ -21,19 +21,30 @@ from moeplan.planner.space import AXES, Space
 
 DEFAULT_STORAGE = "sqlite:///moeplan.db"
 TRAINING_BYTES_PER_PARAM = 16  # bf16 weights and grads, fp32 master weights and two Adam moments
-MEMORY_METRICS = ("weight_memory_gb", "training_memory_gb")
+
+
+def in_memory(url: str) -> bool:
+    return url in (":memory:", "memory")
+
+
+def store_file(url: str) -> Path | None:
+    """The file behind an SQLite or journal store URL (None for server and in-memory stores)."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            return Path(url.removeprefix(prefix))
+    return None
 
 
 def open_storage(url: str | None):
     """An Optuna storage from a URL: SQLite (default), any SQLAlchemy URL, `journal:PATH`, or `:memory:`."""
     url = url or DEFAULT_STORAGE
     try:
-        if url in (":memory:", "memory"):
+        if in_memory(url):
             return optuna.storages.InMemoryStorage()
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend
 
-            return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+            return optuna.storages.JournalStorage(JournalFileBackend(str(store_file(url))))
         storage = _rdb_storage(url)
     except Exception as err:  # SQLAlchemy and Optuna raise many kinds; the user needs one line
         raise MoeplanError(f"cannot open storage {url!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
@@ -72,14 +83,11 @@ def _rdb_storage(url: str, attempts: int = 5):
 
 def _skip_schema_check(url: str) -> dict:
     """For an SQLite file Optuna already set up, skip its table creation and version check (~0.3 s)."""
-    if not url.startswith("sqlite:///"):
+    path = store_file(url)
+    if not url.startswith("sqlite:///") or not path.is_file():
         return {}
     import sqlite3
-    from pathlib import Path
 
-    path = Path(url.removeprefix("sqlite:///"))
-    if not path.is_file():
-        return {}
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -199,7 +207,7 @@ def _run_workers(storage_url: str, name: str, space: Space, n_trials: int, seed:
         raise MoeplanError(f"{len(failed)} of {len(procs)} workers failed (exit codes {failed})")
 
 
-def _fail_stale(study: optuna.Study) -> list[dict]:
+def _fail_stale(study: optuna.Study) -> list[tuple[str, dict[str, int]]]:
     """--resume: trials left RUNNING by a killed worker become FAIL; returns the proposals to enqueue again."""
     again = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -209,14 +217,9 @@ def _fail_stale(study: optuna.Study) -> list[dict]:
     return again
 
 
-def _require_study(url: str, name: str) -> None:
-    """--resume: the study must exist; check without creating a store or a study."""
-    for prefix in ("sqlite:///", "journal:"):
-        if url.startswith(prefix) and not Path(url.removeprefix(prefix)).is_file():
-            raise MoeplanError(f"nothing to resume: no study store at {url.removeprefix(prefix)}")
-    if url in (":memory:", "memory"):
-        raise MoeplanError("nothing to resume in an in-memory store")
-    if name not in optuna.get_all_study_names(storage=open_storage(url)):
+def _require_study(url: str, storage, name: str) -> None:
+    """--resume: the study must exist (the store's file is checked before the store is opened: no file made)."""
+    if name not in optuna.get_all_study_names(storage=storage):
         raise MoeplanError(f"nothing to resume: no study {name!r} in {url}")
 
 
@@ -231,11 +234,15 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = storage_url or DEFAULT_STORAGE
-    if workers > 1 and url in (":memory:", "memory"):
+    if workers > 1 and in_memory(url):
         raise MoeplanError("--workers needs a shared storage: an SQLite file, a PostgreSQL URL or journal:PATH")
-    if resume:
-        _require_study(url, name)
+    if resume and in_memory(url):
+        raise MoeplanError("nothing to resume in an in-memory store")
+    if resume and store_file(url) is not None and not store_file(url).is_file():
+        raise MoeplanError(f"nothing to resume: no study store at {store_file(url)}")
     storage = open_storage(url)
+    if resume:
+        _require_study(url, storage, name)
     directions = ["minimize"] * (3 if multi else 1)
     try:
         study = optuna.create_study(storage=storage, study_name=name, sampler=_sampler(multi, seed),
