@@ -75,7 +75,7 @@ def _starts(law: Law, nonlinear: list[str], n: int, seed: int) -> list[dict[str,
     """Sobol points over the nonlinear constants' start ranges (a grid when there are at most two)."""
     ranges = []
     for name in nonlinear:
-        spec = START_RANGES.get(law.code_name or law.name, {}).get(name) or START_RANGES["*"].get(name)
+        spec = START_RANGES.get(law.form, {}).get(name) or START_RANGES["*"].get(name)
         if spec is None:
             spec = EXPONENT_RANGE if name in EXPONENTS else (0.1, 10.0, "log")
         ranges.append(spec)
@@ -103,7 +103,7 @@ def _starts(law: Law, nonlinear: list[str], n: int, seed: int) -> list[dict[str,
 def _bounds(law: Law) -> tuple[np.ndarray, np.ndarray]:
     low = np.full(len(law.constants), -np.inf)
     high = np.full(len(law.constants), np.inf)
-    if (law.code_name or law.name) in POSITIVE_EXPONENT_LAWS:
+    if law.form in POSITIVE_EXPONENT_LAWS:
         for i, name in enumerate(law.constant_names):
             if name in EXPONENTS:
                 low[i], high[i] = 1e-4, 5.0
@@ -115,7 +115,7 @@ def fit_law(law: Law, runs: Runs, objective: dict, starts: int = 64, seed: int =
     """Best constants over a multi-start grid (or the given `initial` points), polished locally."""
     from scipy.optimize import least_squares
 
-    entry = _generated.FITTING.get(law.code_name or law.name)
+    entry = _generated.FITTING.get(law.form)
     if entry is None:
         raise MoeplanError(f"law {law.name!r} cannot be fitted (it predicts {law.main_output}, not loss)")
     jacobian, basis, linear = entry
@@ -130,13 +130,13 @@ def fit_law(law: Law, runs: Runs, objective: dict, starts: int = 64, seed: int =
 
     def residuals(x):
         values = dict(zip(names, x, strict=True))
-        pred = np.asarray(_call(_generated.FUNCTIONS[(law.code_name or law.name, "loss")], law, runs, values))
+        pred = np.asarray(_call(_generated.FUNCTIONS[(law.form, "loss")], law, runs, values))
         r = np.log(np.maximum(pred, 1e-300)) - log_y
         return r * np.where(r > 0, math.sqrt(weight), 1.0) if weight else r
 
     def jac(x):
         values = dict(zip(names, x, strict=True))
-        pred = np.asarray(_call(_generated.FUNCTIONS[(law.code_name or law.name, "loss")], law, runs, values))
+        pred = np.asarray(_call(_generated.FUNCTIONS[(law.form, "loss")], law, runs, values))
         cols = _call(jacobian, law, runs, values)
         j = np.column_stack([np.broadcast_to(np.asarray(c, dtype=float), pred.shape) for c in cols])
         j = j / np.maximum(pred, 1e-300)[:, None]

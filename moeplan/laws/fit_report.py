@@ -71,7 +71,7 @@ class FitReport(BaseModel):
 
 
 def _derived(law: Law, values: dict[str, float]) -> dict[str, float]:
-    if (law.code_name or law.name) in ("hy", "hy-ndag") and values["e"] * values["f"] > 0:
+    if law.form in ("hy", "hy-ndag") and values["e"] * values["f"] > 0:
         out = {"G*": float(np.sqrt(values["f"] / values["e"]))}
         if "m" in values:
             out["S*"] = -values["n"] / (2 * values["m"])

@@ -77,6 +77,11 @@ class Law(BaseModel):
         return (self.builder.__doc__ or "").strip().splitlines()[0]
 
     @property
+    def form(self) -> str:
+        """The law whose expression (and generated code) this one uses: a refit keeps its form's name."""
+        return self.code_name or self.name
+
+    @property
     def main_output(self) -> str:
         return MAIN_OUTPUT[self.kind]
 
@@ -137,7 +142,7 @@ class Law(BaseModel):
         from moeplan.laws import _generated
 
         output = output or self.main_output
-        fn = _generated.FUNCTIONS.get((self.code_name or self.name, output))
+        fn = _generated.FUNCTIONS.get((self.form, output))
         if fn is None:
             raise MoeplanError(f"law {self.name!r} has no output {output!r}")
         missing = [v for v in fn.variables if v not in variables]

@@ -21,7 +21,7 @@ def derived(name: str, law: Law, **variables):
 
 
 def _require(law: Law, form: str) -> None:
-    if (law.code_name or law.name) != form:
+    if law.form != form:
         raise MoeplanError(f"this derivation is defined for the {form!r} law, not {law.name!r}")
 
 

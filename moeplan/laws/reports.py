@@ -51,7 +51,7 @@ def _optimum(name: str, value=None) -> Optimum:
 def derive(law: Law, total_params: float | None = None, active_params: float | None = None,
            tolerance: float = 0.001) -> Derivation:
     """The symbolic optima of `law` and, given N (and N_a), the [HY] activation-ratio band and G/S ranges."""
-    form = law.code_name or law.name
+    form = law.form
     sources = sorted({c.source for c in law.constants})
     if form == "hy":
         opt = [_optimum("hy_g_star", optima.optimal_experts(law)),

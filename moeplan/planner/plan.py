@@ -188,7 +188,7 @@ def assumptions(space: Space) -> list[str]:
 def plan(request: PlanRequest, verify: bool = False) -> Plan:
     """The buildable MoE with the lowest predicted loss for `request`, certified exact by construction."""
     law, samples = law_and_samples(request)
-    if (law.code_name or law.name) != "hy":
+    if law.form != "hy":
         raise MoeplanError(f"planning needs the [HY] form (hy, or constants fitted to it); law {law.name!r} is for "
                            "moeplan predict and fit")
     space = Space(request, law)

@@ -52,7 +52,7 @@ def _sorted_band(pair, combo, j, i, loss, tolerance, evaluated) -> Band:
 def bound_is_valid(space: Space) -> bool:
     """The corner bound needs the [HY] form with decreasing power terms (α, β > 0)."""
     law = space.law
-    return (law.code_name or law.name) == "hy" and law.values["alpha"] > 0 and law.values["beta"] > 0
+    return law.form == "hy" and law.values["alpha"] > 0 and law.values["beta"] > 0
 
 
 def lower_bound(space: Space, combo, lo, hi) -> np.ndarray:
@@ -124,7 +124,7 @@ def seed_combos(space: Space) -> list[int]:
     """(top_k, shared) combos nearest the sympy-derived G* and S*: floor and ceil of G*, n_s = round(S*·G)."""
     from moeplan.laws import optima
 
-    if (space.law.code_name or space.law.name) != "hy":
+    if space.law.form != "hy":
         return []
     g_star, s_star = optima.optimal_experts(space.law), optima.optimal_shared_ratio(space.law)
     ks, ss = space.combos
