@@ -84,23 +84,15 @@ def pareto_figure(front) -> object:
 
 
 def save(fig, path: Path) -> Path:
-    """Save as PNG or SVG (by suffix), through a temporary file: never a half-written image."""
-    import os
-    import tempfile
+    """Save as PNG or SVG (by suffix), atomically: never a half-written image."""
+    from moeplan.files import write_atomic
 
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in ("png", "svg"):
         raise MoeplanError(f"{path}: plots are written as .png or .svg")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=f".{suffix}")
-        os.close(fd)
-        fig.savefig(tmp, format=suffix, dpi=120)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise MoeplanError(f"cannot write {path}: {err}") from None
-    return path
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format=suffix, dpi=120), suffix=f".{suffix}",
+                        parents=True)
 
 
 def with_suffix(path: Path, name: str) -> Path:

@@ -75,7 +75,7 @@ def _write_csv(result, path: Path) -> None:
     writer.writeheader()
     for p in result.points:
         writer.writerow(p.model_dump())
-    from moeplan.laws.fit_report import _write_text_atomic
+    from moeplan.files import write_text_atomic
 
-    _write_text_atomic(Path(path), buffer.getvalue())
+    write_text_atomic(Path(path), buffer.getvalue())
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 from moeplan.errors import MoeplanError
 from moeplan.flops.architecture import Architecture
+from moeplan.files import write_text_atomic
 from moeplan.flops.hf import to_hf_config, to_megatron_args
 
 Format = Literal["hf", "megatron"]
@@ -31,12 +30,4 @@ def write_export(arch: Architecture, fmt: Format, out: Path, family: str | None 
     out = Path(out)
     if out.is_dir() or (fmt == "hf" and not out.suffix):
         out = out / "config.json"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, out)
-    except OSError as err:
-        raise MoeplanError(f"cannot write {out}: {err}") from None
-    return out
+    return write_text_atomic(out, text, parents=True)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from moeplan.errors import MoeplanError
+from moeplan.files import write_text_atomic
 from moeplan.laws import get_law
 from moeplan.laws.fit import (Runs, asymmetric_objective, bootstrap, fit_law, huber_objective,
                               mean_absolute_error, percentile_interval)
@@ -119,9 +118,10 @@ def run_fit(path: Path, law_name: str, objective: str = "huber", delta: float = 
         out=str(out) if out else None,
     )
     if out is not None:
-        _write_atomic(out, {"law": law.name, "constants": values, "source": f"moeplan fit on {path} "
-                            f"({len(fit_runs)} runs, {report.objective})", "holdout_mae": report.holdout_mae,
-                            "bootstrap": samples})
+        fitted = {"law": law.name, "constants": values,
+                  "source": f"moeplan fit on {path} ({len(fit_runs)} runs, {report.objective})",
+                  "holdout_mae": report.holdout_mae, "bootstrap": samples}
+        write_text_atomic(Path(out), json.dumps(fitted, indent=2) + "\n")
     return report
 
 
@@ -143,18 +143,3 @@ def _compare(path, columns, where, held, objective, starts, seed) -> list[Compar
                                fit_mae=mean_absolute_error(fitted, fit_runs, values),
                                holdout_mae=mean_absolute_error(fitted, test_runs, values) if len(test_runs) else None))
     return rows
-
-
-def _write_atomic(path: Path, data: dict) -> None:
-    _write_text_atomic(Path(path), json.dumps(data, indent=2) + "\n")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: never a half-written file."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise MoeplanError(f"cannot write {path}: {err}") from None
