@@ -23,7 +23,7 @@ import optuna
 import pytest
 
 from moeplan.planner import PlanRequest, Priors, plan
-from moeplan.planner.study import open_storage
+from moeplan.store import open_storage
 
 SMALL = ["--flops", "1e21", "--max-d-hidden", "2048", "--max-experts", "64", "--max-top-k", "8", "--max-shared", "2"]
 REFERENCE = PlanRequest(flops=1e21, priors=Priors(max_d_hidden=2048, max_experts=64, max_top_k=8, max_shared=2),

@@ -19,7 +19,8 @@ from moeplan.planner.binding import Binding, binding_constraints
 from moeplan.planner.request import PlanRequest
 from moeplan.planner.solve import Band, enumerate_space, solve
 from moeplan.planner.space import AXES, Space
-from moeplan.planner.study import DEFAULT_STORAGE, FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
+from moeplan.planner.study import FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
+from moeplan.store import DEFAULT_STORAGE
 
 ALTERNATIVES = 7  # band members shown and recorded as trials besides the chosen plan
 
