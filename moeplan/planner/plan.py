@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -107,23 +108,49 @@ def load_law(request: PlanRequest) -> Law:
 
 
 def law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
-    """The request's law and the fit's bootstrap samples of its constants (empty without --law-params)."""
+    """The request's law and the fit's bootstrap samples of its constants (empty without --law-params).
+
+    Fitted constants replace all of the law's constants or none: a partial set, a value that is not a finite
+    number, or an exponent outside the range `moeplan fit` allows (a negative one makes the loss grow with the
+    model) is refused in one line rather than planned with.
+    """
     law = get_law(request.law)
     if request.law_params is None:
         return law, []
-    data = read_json(request.law_params)
+    where = request.law_params
+    data = read_json(where)
     if data.get("law", law.name) != law.name:
-        raise MoeplanError(f"{request.law_params} holds constants of law {data.get('law')!r}, not {law.name!r}")
+        raise MoeplanError(f"{where} holds constants of law {data.get('law')!r}, not {law.name!r}")
     constants = data.get("constants")
     if not isinstance(constants, dict) or not constants:
-        raise MoeplanError(f"{request.law_params}: no 'constants' object")
-    source = data.get("source", f"fitted, {request.law_params}")
-    try:
-        fitted = law.with_values({k: float(v) for k, v in constants.items()}, source=source)
-    except (TypeError, ValueError):
-        raise MoeplanError(f"{request.law_params}: constants must be numbers") from None
+        raise MoeplanError(f"{where}: no 'constants' object")
+    missing = [n for n in law.constant_names if n not in constants]
+    unknown = sorted(set(constants) - set(law.constant_names))
+    if missing or unknown:
+        what = f"lacks {', '.join(missing)}" if missing else f"has constants law {law.name!r} does not: {', '.join(unknown)}"
+        raise MoeplanError(f"{where}: fitted constants must replace all of law {law.name!r}'s constants; it {what}")
+    problem = _unphysical(law, constants)
+    if problem:
+        raise MoeplanError(f"{where}: {problem}")
+    source = data.get("source", f"fitted, {where}")
+    fitted = law.with_values({k: float(v) for k, v in constants.items()}, source=str(source))
     samples = data.get("bootstrap") or []
-    return fitted, [s for s in samples if isinstance(s, dict) and set(s) == set(fitted.constant_names)]
+    return fitted, [s for s in samples if isinstance(s, dict) and set(s) == set(fitted.constant_names)
+                    and _unphysical(law, s) is None]
+
+
+def _unphysical(law: Law, constants: dict) -> str | None:
+    """Why these constants cannot be planned with, or None."""
+    from moeplan.laws.fit import EXPONENT_BOUNDS, EXPONENTS, POSITIVE_EXPONENT_LAWS
+
+    for name in law.constant_names:
+        value = constants[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"constant {name} must be a finite number, not {value!r}"
+        low, high = EXPONENT_BOUNDS
+        if law.form in POSITIVE_EXPONENT_LAWS and name in EXPONENTS and not low <= value <= high:
+            return f"exponent {name}={value:g} is outside [{low:g}, {high:g}], the range moeplan fit allows"
+    return None
 
 
 def study_name_for(request: PlanRequest) -> str:

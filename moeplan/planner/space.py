@@ -47,7 +47,8 @@ class Space:
         step = r.d_hidden_step
         widths = np.arange(math.ceil(p.min_d_hidden / step), p.max_d_hidden // step + 1) * step
         pp = r.pipeline_parallel
-        layers = np.arange(math.ceil(p.min_layers / pp), p.max_layers // pp + 1) * pp
+        fewest = max(p.min_layers, p.dense_layers + 1)  # at least one MoE layer after the dense ones
+        layers = np.arange(math.ceil(fewest / pp), p.max_layers // pp + 1) * pp
         ll, dd = np.meshgrid(layers, widths, indexing="ij")
         ll, dd = ll.ravel(), dd.ravel()
         aspect = dd / ll

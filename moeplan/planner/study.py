@@ -38,7 +38,7 @@ def distributions(space: Space) -> dict[str, tuple[int, int, int]]:
     pp, dstep, align, ep = r.pipeline_parallel, r.d_hidden_step, r.expert_align, r.expert_parallel
     d_low, d_high = math.ceil(p.min_d_hidden / dstep) * dstep, p.max_d_hidden // dstep * dstep
     return {
-        "n_layers": (math.ceil(p.min_layers / pp) * pp, p.max_layers // pp * pp, pp),
+        "n_layers": (math.ceil(max(p.min_layers, p.dense_layers + 1) / pp) * pp, p.max_layers // pp * pp, pp),
         "d_hidden": (d_low, d_high, dstep),
         "d_expert": (align * max(1, math.ceil(p.min_expert_ratio * d_low / align)),
                      align * math.floor(p.max_expert_ratio * d_high / align), align),
