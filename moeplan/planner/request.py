@@ -25,10 +25,10 @@ class Priors(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    min_layers: PositiveInt = 2
-    max_layers: PositiveInt = 128
-    min_d_hidden: PositiveInt = 512
-    max_d_hidden: PositiveInt = 16384
+    min_layers: PositiveInt = Field(2, description="fewest transformer layers")
+    max_layers: PositiveInt = Field(128, description="most transformer layers")
+    min_d_hidden: PositiveInt = Field(512, description="smallest model width d_hidden")
+    max_d_hidden: PositiveInt = Field(16384, description="largest model width d_hidden")
     min_aspect: PositiveFloat = Field(32.0, description="d_hidden / layers, lower end")
     max_aspect: PositiveFloat = Field(128.0, description="d_hidden / layers, upper end")
     min_expert_ratio: PositiveFloat = Field(0.25, description="d_expert / d_hidden, lower end")
@@ -57,7 +57,8 @@ class PlanRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     flops: PositiveFloat | None = Field(None, description="training compute C in FLOPs")
-    gpu_hours: PositiveFloat | None = None
+    gpu_hours: PositiveFloat | None = Field(
+        None, description="budget as accelerator-hours (with gpu or gpu_flops, and mfu)")
     gpu: str | None = Field(None, description=f"accelerator for --gpu-hours: {', '.join(GPU_PEAK_FLOPS)}")
     gpu_flops: PositiveFloat | None = Field(None, description="peak dense FLOP/s per accelerator (overrides --gpu)")
     mfu: float = Field(0.4, gt=0, le=1, description="model FLOPs utilisation for --gpu-hours")
@@ -67,28 +68,34 @@ class PlanRequest(BaseModel):
     bytes_per_param: PositiveFloat = Field(2.0, description="bytes per parameter for memory_gb (bf16: 2)")
     max_tokens: PositiveFloat | None = Field(None, description="unique training tokens available")
 
-    seq_len: PositiveInt = 4096
-    vocab_size: PositiveInt = 128256
-    tie_embeddings: bool = False
-    d_head: PositiveInt = 128
+    seq_len: PositiveInt = Field(4096, description="training sequence length")
+    vocab_size: PositiveInt = Field(128256, description="vocabulary size")
+    tie_embeddings: bool = Field(False, description="input embedding and LM head share one matrix")
+    d_head: PositiveInt = Field(128, description="attention head dim")
     gqa_group: PositiveInt = Field(4, description="query heads per key/value head")
-    convention: Convention = Convention.EXACT
-    law: str = "hy"
+    convention: Convention = Field(Convention.EXACT, description="FLOPs-per-token convention (docs/counting.md)")
+    law: str = Field("hy", description="loss law: hy, or constants fitted to it (law_params)")
     law_params: str | None = Field(None, description="JSON of fitted constants (moeplan fit)")
+    family: str = Field("glm4_moe", description="transformers model_type the plan is built and exported for; "
+                        "it fixes router biases, q/k norms, and whether shared experts and dense layers exist")
 
-    tensor_parallel: PositiveInt = 1
-    expert_parallel: PositiveInt = 8
-    pipeline_parallel: PositiveInt = 1
-    hidden_align: PositiveInt = 128
-    expert_align: PositiveInt = 64
-    priors: Priors = Priors()
+    tensor_parallel: PositiveInt = Field(1, description="tensor-parallel degree: divides heads and kv heads")
+    expert_parallel: PositiveInt = Field(8, description="expert-parallel degree: divides n_experts")
+    pipeline_parallel: PositiveInt = Field(1, description="pipeline stages: divide layers")
+    hidden_align: PositiveInt = Field(128, description="d_hidden is a multiple of this")
+    expert_align: PositiveInt = Field(64, description="d_expert (and the dense FFN width) is a multiple of this")
+    priors: Priors = Field(Priors(), description="shape priors (docs/planning.md)")
 
-    objective: Literal["loss", "efficient", "pareto"] = "loss"
+    objective: Literal["loss", "efficient", "pareto"] = Field(
+        "loss", description="loss: lowest predicted loss; efficient: fewest FLOPs/token within the tolerance; "
+        "pareto: 3-objective study")
     tolerance: float = Field(0.001, ge=0, description="loss tolerance of the near-optimal band")
     trials: PositiveInt | None = Field(None, description="Optuna trials; default: seeds + optimum + band best")
-    seed: int = 0
-    storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///moeplan.db")
-    study_name: str | None = None
+    seed: int = Field(0, description="seed of the Optuna sampler")
+    storage: str = Field(":memory:", description="Optuna storage URL: sqlite:///FILE, postgresql+psycopg://..., "
+                         "journal:PATH, or :memory: (the Python API's default: no file is written; the CLI's "
+                         "default is sqlite:///moeplan.db in the current folder)")
+    study_name: str | None = Field(None, description="Optuna study name; default derived from the request")
     workers: PositiveInt = Field(1, description="processes running trials on the study")
     resume: bool = Field(False, description="continue a study whose run was killed")
 
