@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -64,6 +65,18 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _stdout_closed() -> None:
+    """The reader went away (`moeplan plan | head -1`): stop quietly with exit 0, as `seq 1000 | head -1`
+    does from the pipeline's view. Point stdout at /dev/null so the interpreter's final flush cannot fail."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
 def main() -> None:
     """Console entry point: usage errors exit 2, domain errors exit 1, each as one line on stderr."""
     debug = "--debug" in sys.argv[1:]
@@ -76,6 +89,8 @@ def main() -> None:
         if debug:
             raise
         _fail(err.format_message().replace("\n", " ").replace("Value error, ", ""), 2)
+    except BrokenPipeError:
+        _stdout_closed()
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
     except MoeplanError as err:

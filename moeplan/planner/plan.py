@@ -27,7 +27,8 @@ ALTERNATIVES = 7  # band members shown and recorded as trials besides the chosen
 
 
 class Candidate(BaseModel):
-    """One architecture of the space, summarised: its six axes and what the planner derives from them."""
+    """One architecture of the space, summarised: its six axes (moeplan.planner.space.AXES) and, as in `Plan`,
+    its loss, total and active parameters (all), tokens and training FLOPs per token."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -49,23 +50,28 @@ class Plan(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    moeplan_version: str
-    request: PlanRequest
-    law: str
-    law_constants: dict[str, float]
-    law_constants_source: list[str]
-    convention: Convention
-    compute: float
-    objective: str
+    moeplan_version: str = Field(description="moeplan version that made the plan")
+    request: PlanRequest = Field(description="the request planned, every default filled in")
+    law: str = Field(description="name of the loss law (moeplan laws)")
+    law_constants: dict[str, float] = Field(description="the law's constants as used, published or fitted")
+    law_constants_source: list[str] = Field(
+        description="where the constants come from (paper tables, or the fit's file)")
+    convention: Convention = Field(
+        description="FLOPs-per-token convention of train_flops_per_token and tokens (docs/counting.md)")
+    compute: float = Field(description="training compute C in FLOPs (given, or converted from GPU-hours)")
+    objective: str = Field(description="loss, efficient or pareto (PlanRequest.objective)")
 
-    architecture: Architecture
-    total: ParamCounts
-    active: ParamCounts
-    train_flops_per_token: float
-    tokens: float
-    tokens_per_param: float
-    tokens_per_active_param: float
-    loss: float
+    architecture: Architecture = Field(
+        description="the planned model; moeplan export writes it as a config.json of request.family")
+    total: ParamCounts = Field(
+        description="all stored parameters under the three conventions (all, without input embedding, without both)")
+    active: ParamCounts = Field(description="parameters one token uses, same three conventions")
+    train_flops_per_token: float = Field(
+        description="training FLOPs per token under `convention` (forward + backward)")
+    tokens: float = Field(description="training tokens D = compute / train_flops_per_token")
+    tokens_per_param: float = Field(description="tokens / all total parameters")
+    tokens_per_active_param: float = Field(description="tokens / all active parameters")
+    loss: float = Field(description="predicted final training loss (nats/token) of the law at N, N_a, D, G, S")
     loss_interval: tuple[float, float] | None = Field(
         None, description="95% interval of the predicted loss over the fit's bootstrap samples (--law-params)")
     activated_experts: float = Field(description="[HY] G = n_k + n_s")
@@ -80,25 +86,30 @@ class Plan(BaseModel):
     ling_learning_rate: float = Field(description="[LING] suggested peak learning rate 1.1576 C^-0.1529")
     ling_batch_tokens: float = Field(description="[LING] suggested batch in tokens 0.0694 C^0.3644 (reconstructed)")
 
-    band_tolerance: float
+    band_tolerance: float = Field(description="loss tolerance of the near-optimal band")
     band_size: int = Field(description="configurations within band_tolerance of the best predicted loss")
-    alternatives: list[Candidate]
+    alternatives: list[Candidate] = Field(description="the best other configurations of the band, by predicted loss")
     seeds: list[Candidate] = Field(description="best configurations at the sympy-derived G*, S* (enqueued trials)")
-    pareto_front: list[Candidate] | None = None
-    binding: list[Binding]
-    assumptions: list[str]
-    extrapolation: list[Extrapolation]
+    pareto_front: list[Candidate] | None = Field(
+        None, description="objective pareto: the non-dominated trials of the study (drawn from the near-optimal "
+        "band, not a full Pareto front)")
+    binding: list[Binding] = Field(
+        description="constraints and priors that stop the loss from going lower, with the neighbour that would")
+    assumptions: list[str] = Field(description="every fixed choice behind the plan, in words")
+    extrapolation: list[Extrapolation] = Field(
+        description="law variables outside the range the law was fitted on, with the factor")
 
-    space_size: int
-    points_evaluated: int
-    verified: bool
-    regret: float | None = None
-    certificate_points: int | None = None
-    certificate_band_size: int | None = None
+    space_size: int = Field(description="configurations in the buildable space")
+    points_evaluated: int = Field(description="configurations the branch and bound evaluated exactly")
+    verified: bool = Field(description="whether --verify enumerated the whole space")
+    regret: float | None = Field(
+        None, description="plan loss minus the enumerated best loss (--verify); 0 certifies the optimum")
+    certificate_points: int | None = Field(None, description="configurations enumerated by --verify")
+    certificate_band_size: int | None = Field(None, description="band size found by enumeration (--verify)")
 
-    study_name: str
-    storage: str
-    trials: int
+    study_name: str = Field(description="the Optuna study holding the plan's trials")
+    storage: str = Field(description="the study's storage URL (:memory: keeps nothing)")
+    trials: int = Field(description="finished trials in the study")
     interrupted: bool = Field(False, description="Ctrl-C stopped the study: the plan stands, the study is resumable")
 
 

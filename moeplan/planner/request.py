@@ -33,10 +33,10 @@ class Priors(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    min_layers: PositiveInt = Field(2, le=MAX_LAYERS)
-    max_layers: PositiveInt = Field(128, le=MAX_LAYERS)
-    min_d_hidden: PositiveInt = Field(512, le=MAX_D_HIDDEN)
-    max_d_hidden: PositiveInt = Field(16384, le=MAX_D_HIDDEN)
+    min_layers: PositiveInt = Field(2, le=MAX_LAYERS, description="fewest transformer layers")
+    max_layers: PositiveInt = Field(128, le=MAX_LAYERS, description="most transformer layers")
+    min_d_hidden: PositiveInt = Field(512, le=MAX_D_HIDDEN, description="smallest model width d_hidden")
+    max_d_hidden: PositiveInt = Field(16384, le=MAX_D_HIDDEN, description="largest model width d_hidden")
     min_aspect: PositiveFloat = Field(32.0, le=1e6, description="d_hidden / layers, lower end")
     max_aspect: PositiveFloat = Field(128.0, le=1e6, description="d_hidden / layers, upper end")
     min_expert_ratio: PositiveFloat = Field(0.25, le=64, description="d_expert / d_hidden, lower end")
@@ -68,7 +68,8 @@ class PlanRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     flops: PositiveFloat | None = Field(None, le=MAX_FLOPS, description="training compute C in FLOPs")
-    gpu_hours: PositiveFloat | None = Field(None, le=1e12)
+    gpu_hours: PositiveFloat | None = Field(
+        None, le=1e12, description="budget as accelerator-hours (with gpu or gpu_flops, and mfu)")
     gpu: str | None = Field(None, description=f"accelerator for --gpu-hours: {', '.join(GPU_PEAK_FLOPS)}")
     gpu_flops: PositiveFloat | None = Field(None, le=1e20, description="peak dense FLOP/s per accelerator (overrides --gpu)")
     mfu: float = Field(0.4, gt=0, le=1, description="model FLOPs utilisation for --gpu-hours")
@@ -78,29 +79,36 @@ class PlanRequest(BaseModel):
     bytes_per_param: PositiveFloat = Field(2.0, le=64, description="bytes per parameter of the weights (bf16: 2)")
     max_tokens: PositiveFloat | None = Field(None, le=1e20, description="unique training tokens available")
 
-    seq_len: PositiveInt = Field(4096, le=1 << 24)
-    vocab_size: PositiveInt = Field(128256, le=1 << 24)
-    tie_embeddings: bool = False
-    d_head: PositiveInt = Field(128, le=4096)
+    seq_len: PositiveInt = Field(4096, le=1 << 24, description="training sequence length")
+    vocab_size: PositiveInt = Field(128256, le=1 << 24, description="vocabulary size")
+    tie_embeddings: bool = Field(False, description="input embedding and LM head share one matrix")
+    d_head: PositiveInt = Field(128, le=4096, description="attention head dim")
     gqa_group: PositiveInt = Field(4, le=1024, description="query heads per key/value head")
-    convention: Convention = Convention.EXACT
-    law: str = "hy"
+    convention: Convention = Field(Convention.EXACT, description="FLOPs-per-token convention (docs/counting.md)")
+    law: str = Field("hy", description="loss law: hy, or constants fitted to it (law_params)")
     law_params: str | None = Field(None, description="JSON of fitted constants (moeplan fit)")
+    family: str = Field("glm4_moe", description="transformers model_type the plan is built and exported for; "
+                        "it fixes router biases, q/k norms, and whether shared experts and dense layers exist")
 
-    tensor_parallel: PositiveInt = Field(1, le=1024)
-    expert_parallel: PositiveInt = Field(8, le=MAX_EXPERTS)
-    pipeline_parallel: PositiveInt = Field(1, le=MAX_LAYERS)
-    hidden_align: PositiveInt = Field(128, le=1 << 16)
-    expert_align: PositiveInt = Field(64, le=1 << 16)
-    priors: Priors = Priors()
+    tensor_parallel: PositiveInt = Field(1, le=1024, description="tensor-parallel degree: divides heads and kv heads")
+    expert_parallel: PositiveInt = Field(8, le=MAX_EXPERTS, description="expert-parallel degree: divides n_experts")
+    pipeline_parallel: PositiveInt = Field(1, le=MAX_LAYERS, description="pipeline stages: divide layers")
+    hidden_align: PositiveInt = Field(128, le=1 << 16, description="d_hidden is a multiple of this")
+    expert_align: PositiveInt = Field(64, le=1 << 16,
+                                      description="d_expert (and the dense FFN width) is a multiple of this")
+    priors: Priors = Field(Priors(), description="shape priors (docs/planning.md)")
 
-    objective: Literal["loss", "efficient", "pareto"] = "loss"
+    objective: Literal["loss", "efficient", "pareto"] = Field(
+        "loss", description="loss: lowest predicted loss; efficient: fewest FLOPs/token within the tolerance; "
+        "pareto: 3-objective study")
     tolerance: float = Field(0.001, ge=0, le=0.1, description="loss tolerance of the near-optimal band")
     trials: PositiveInt | None = Field(None, le=1_000_000,
                                        description="Optuna trials; default: seeds + optimum + band best")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="sampler seed (numpy's range)")
-    storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///moeplan.db")
-    study_name: str | None = None
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the Optuna sampler (numpy's range)")
+    storage: str = Field(":memory:", description="Optuna storage URL: sqlite:///FILE, postgresql+psycopg://..., "
+                         "journal:PATH, or :memory: (the Python API's default: no file is written; the CLI's "
+                         "default is sqlite:///moeplan.db in the current folder)")
+    study_name: str | None = Field(None, description="Optuna study name; default derived from the request")
     workers: PositiveInt = Field(1, le=256, description="processes running trials on the study")
     resume: bool = Field(False, description="continue a study whose run was killed")
 

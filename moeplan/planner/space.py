@@ -16,6 +16,7 @@ from moeplan.errors import MoeplanError
 from moeplan.flops.architecture import Architecture
 from moeplan.flops.vectorised import count_arrays
 from moeplan.laws.model import Law
+from moeplan.planner.family import PlanFamily, plan_family
 from moeplan.planner.request import PlanRequest
 
 AXES = ("n_layers", "d_hidden", "d_expert", "n_experts", "top_k", "n_shared_experts")
@@ -69,10 +70,16 @@ class Space:
         return self._expert_index_range(self.pairs[1])
 
     @cached_property
+    def family(self) -> PlanFamily:
+        """The transformers family the plan is built for: it fixes some features and limits shared experts."""
+        return plan_family(self.request.family)
+
+    @cached_property
     def combos(self) -> tuple[np.ndarray, np.ndarray]:
-        """(top_k, shared) combinations allowed by the caps."""
-        p = self.request.priors
-        k, s = np.meshgrid(np.arange(1, p.max_top_k + 1), np.arange(0, p.max_shared + 1), indexing="ij")
+        """(top_k, shared) combinations allowed by the caps and the family."""
+        p, fam = self.request.priors, self.family
+        max_shared = p.max_shared if fam.max_shared is None else min(p.max_shared, fam.max_shared)
+        k, s = np.meshgrid(np.arange(1, p.max_top_k + 1), np.arange(fam.min_shared, max_shared + 1), indexing="ij")
         return k.ravel().astype(np.int64), s.ravel().astype(np.int64)
 
     @cached_property
@@ -105,6 +112,7 @@ class Space:
             d_head=r.d_head, d_expert=r.expert_align, n_experts=r.expert_parallel, top_k=1,
             vocab_size=r.vocab_size, tie_embeddings=r.tie_embeddings, seq_len=r.seq_len,
             n_leading_dense=dense, d_dense_ffn=self.dense_width(d) if dense else None,
+            n_shared_experts=self.family.min_shared, **self.family.features,
         )
 
     def dense_width(self, d_hidden):
@@ -207,6 +215,13 @@ class Space:
 
     def check(self) -> None:
         """Refuse a space with no points, naming the prior that empties it."""
+        fam = self.family
+        if self.request.priors.dense_layers and not fam.dense_layers:
+            raise MoeplanError(f"family {fam.name} has no dense FFN layers: drop --dense-layers or plan for a "
+                               "family that has them (glm4_moe, qwen3_moe, qwen2_moe, exaone_moe)")
+        if len(self.combos[1]) == 0:
+            raise MoeplanError(f"family {fam.name} always has {fam.min_shared} shared expert(s), above "
+                               f"max_shared={self.request.priors.max_shared}")
         if len(self.pairs[0]) == 0:
             p = self.request.priors
             raise MoeplanError(
