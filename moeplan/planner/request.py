@@ -7,17 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
+from moeplan.cluster.hardware import peak_bf16_by_name
 from moeplan.flops.conventions import Convention
 
-# Peak dense bf16 FLOP/s per accelerator (vendor datasheets, no sparsity); override with gpu_flops.
-GPU_PEAK_FLOPS = {
-    "a100": 312e12,   # NVIDIA A100 SXM
-    "h100": 989e12,   # NVIDIA H100 SXM
-    "h200": 989e12,   # NVIDIA H200 SXM
-    "b200": 2.25e15,  # NVIDIA B200
-    "mi300x": 1.307e15,  # AMD Instinct MI300X
-    "tpu-v5p": 459e12,   # Google TPU v5p
-}
+# Peak dense bf16 FLOP/s per accelerator, from the hardware catalogue (moeplan/cluster/data/accelerators.json).
+GPU_PEAK_FLOPS = peak_bf16_by_name()
 
 
 class Priors(BaseModel):
