@@ -179,6 +179,10 @@ def model_shape(a) -> SimpleNamespace:
     q_dim = a.n_heads * f.d_qk(a)
     kv_dim = a.n_heads * (f.d_qk(a) + f.d_v(a)) if mla is not None else 2 * a.n_kv_heads * a.d_head
     latent = (mla.kv_lora_rank + (mla.q_lora_rank or 0)) if mla is not None else 0
+    n_sliding = np.asarray(a.n_sliding if hasattr(a, "n_sliding") else len(a.sliding_layers))
+    window = a.sliding_window if a.sliding_window is not None else a.seq_len
+    scores = ((a.n_layers - n_sliding) * f.attention_scores_x_seq(a, a.seq_len, True)
+              + n_sliding * f.attention_scores_x_seq(a, window, True)) / (a.seq_len * a.n_layers)
     return SimpleNamespace(
         n_layers=np.asarray(a.n_layers), n_dense=n_dense, d_hidden=np.asarray(a.d_hidden),
         n_heads=np.asarray(a.n_heads), q_dim=np.asarray(q_dim), kv_dim=np.asarray(kv_dim),
@@ -191,6 +195,8 @@ def model_shape(a) -> SimpleNamespace:
         expert_params=np.asarray(a.n_experts * f.routed_expert(a)),
         dense_ffn_params=np.asarray(f.swiglu(a.d_hidden, d_dense)),
         embedding=np.asarray(a.vocab_size * a.d_hidden), final_norm=np.asarray(f.final_norm(a)),
+        attn_matmul=np.asarray(f.attention_weights(a)), scores=np.asarray(scores),
+        sinks=bool(a.attention_sinks),
     )
 
 
