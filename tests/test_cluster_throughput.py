@@ -75,3 +75,19 @@ def test_bubble_and_tokens():
     assert float(parts["slots"][0]) == 256 / 8 + 1  # micro-batches + (PP-1)/VP
     assert flat["tokens_per_s"][0] == pytest.approx(256 * 4096 / flat["step_time"][0])
     assert deep["step_time"][0] > 0
+
+
+def test_deepseek_v3_gpu_hours():
+    """Out of sample: DeepSeek-V3 pre-training took 2,664K H800 GPU-hours for 14.8T tokens (arXiv:2412.19437
+    Table 1) on PP 16, EP 64, ZeRO-1 DP (section 3.2); the fitted model lands within 15 %."""
+    from moeplan.cluster.memory import MemoryOptions
+    from moeplan.cluster.report import Cluster, evaluate
+    from moeplan.cluster.throughput import published
+
+    arch = Architecture(**published()["models"]["DeepSeek-V3"]["architecture"])
+    options = MemoryOptions(fp8=True, recompute_modules=("core_attn", "layernorm", "mla_up_proj", "moe_act"),
+                            moment_bytes=4)
+    plan = evaluate(arch, Cluster(gpus=2048, gpu="h800", memory=options), Layout(world=2048, pp=16, ep=64,
+                    global_batch=15360), 14.8e12, options)
+    assert plan.gpu_hours == pytest.approx(2.664e6, rel=0.15)
+    assert plan.memory.fits
