@@ -251,6 +251,58 @@ def _layer_activation_bytes(s, L, o: MemoryOptions):
     return attention, dense, moe
 
 
+def _state_bytes(s, L, o: MemoryOptions, stage: int, counts) -> dict:
+    """Weights, gradients and optimizer state of one stage (0 first, 1 last): no micro-batch dependence."""
+    tp, pp = L.tp, L.pp
+    dp = L.world // (L.tp * L.cp * L.pp)
+    edp = L.world // (L.etp * L.ep * L.pp)
+    layers, n_dense, n_moe = counts
+    dense_params = (layers * s.attn_params + n_moe * s.moe_dense_params + n_dense * s.dense_ffn_params) / tp
+    expert_params = n_moe * s.expert_params / (L.ep * L.etp)
+    is_first, is_last = stage == 0, (stage == 1) | (pp == 1)
+    dense_params = dense_params + (s.embedding / tp if is_first else 0)
+    head = np.where(is_last, (s.embedding + s.final_norm * tp) / tp, 0)
+    if s.tied:  # one copy serves both ends when PP = 1; a last stage keeps its own copy otherwise
+        head = np.where(is_last & (pp > 1), head, np.where(is_last, s.final_norm, 0))
+    dense_params = dense_params + head
+    params = dense_params + expert_params
+    if o.distributed_optimizer:
+        optimizer = o.optimizer_bytes * (dense_params / (dp * L.cp) + expert_params / edp)
+    else:
+        optimizer = o.optimizer_bytes * params
+    return {"weights": o.weight_bytes * params, "gradients": o.grad_bytes * params, "optimizer": optimizer}
+
+
+def _in_flight(L):
+    """Micro-batches whose activations the first stage holds: min(PP, m) under 1F1B, Megatron's interleaved
+    penalty PP (1 + (PP-1)/(PP VP)) with virtual stages."""
+    dp = L.world // (L.tp * L.cp * L.pp)
+    micro_batches = L.batch // (L.micro_batch * dp)
+    return np.where(L.vp > 1, L.pp * (1 + (L.pp - 1) / (L.pp * L.vp)), np.minimum(L.pp, np.maximum(micro_batches, 1)))
+
+
+def _activation_bytes(s, L, o: MemoryOptions, stage: int, counts, per_token, in_flight) -> dict:
+    """Activations and dispatch buffers of one stage for one micro-batch size and recompute choice."""
+    tp, pp = L.tp, L.pp
+    layers, n_dense, n_moe = counts
+    attn, dense_act, moe_act = per_token
+    tokens = L.micro_batch * s.seq / L.cp  # per device per micro-batch, before TP's sequence split
+    is_first, is_last = stage == 0, (stage == 1) | (pp == 1)
+    if o.recompute == "full":
+        per_layer = 2 * s.d_hidden / tp * layers
+        transient = np.maximum(attn + dense_act, attn + moe_act)  # one layer recomputed at a time
+    else:
+        per_layer = layers * attn + n_dense * dense_act + n_moe * moe_act
+        transient = 0
+    flight = in_flight if is_first else 1
+    act = tokens * (per_layer * flight + transient)
+    if is_first:
+        act = act + tokens * 8 * flight  # input ids (int64), Megatron's 8sbp term
+    act = act + np.where(is_last, tokens * (2 * s.d_hidden / tp + 4 * s.vocab / tp), 0)  # fp32 logits
+    buffers = np.where(n_moe > 0, 2 * tokens / tp * s.top_k * o.capacity_factor * 2 * s.d_hidden, 0)
+    return {"activations": act, "dispatch_buffers": buffers}
+
+
 def device_memory(shape, layouts, options: MemoryOptions = MemoryOptions()) -> dict[str, np.ndarray]:
     """Bytes per device of every term, on the more loaded of the first and last pipeline stages.
 
@@ -258,53 +310,42 @@ def device_memory(shape, layouts, options: MemoryOptions = MemoryOptions()) -> d
     (0 first, 1 last) telling which stage is reported, `in_flight` micro-batches on the first stage.
     """
     s, L, o = shape, layout_arrays(layouts), options
-    tp, pp = L.tp, L.pp
-    dp = L.world // (L.tp * L.cp * L.pp)
-    edp = L.world // (L.etp * L.ep * L.pp)
-    tokens = L.micro_batch * s.seq / L.cp  # per device per micro-batch, before TP's sequence split
-    micro_batches = L.batch // (L.micro_batch * dp)
-    vp_penalty = 1 + (pp - 1) / (pp * L.vp)
-    in_flight = np.where(L.vp > 1, pp * vp_penalty, np.minimum(pp, np.maximum(micro_batches, 1)))
-    attn, dense_act, moe_act = _layer_activation_bytes(s, L, o)
+    in_flight = _in_flight(L)
+    per_token = _layer_activation_bytes(s, L, o)
+    reserve = o.reserve_gib * GIB
     results = []
-    for stage, (layers, n_dense, n_moe) in enumerate(_stage_counts(s, pp)):
-        dense_params = (layers * s.attn_params + n_moe * s.moe_dense_params + n_dense * s.dense_ffn_params) / tp
-        expert_params = n_moe * s.expert_params / (L.ep * L.etp)
-        is_first, is_last = stage == 0, (stage == 1) | (pp == 1)
-        embed = s.embedding / tp
-        dense_params = dense_params + (embed if is_first else 0)
-        head = np.where(is_last, (s.embedding + s.final_norm * tp) / tp, 0)
-        if s.tied:  # one copy serves both ends when PP = 1; a last stage keeps its own copy otherwise
-            head = np.where(is_last & (pp > 1), head, np.where(is_last, s.final_norm, 0))
-        dense_params = dense_params + head
-        params = dense_params + expert_params
-        weights = o.weight_bytes * params
-        grads = o.grad_bytes * params
-        if o.distributed_optimizer:
-            optimizer = o.optimizer_bytes * (dense_params / (dp * L.cp) + expert_params / edp)
-        else:
-            optimizer = o.optimizer_bytes * params
-        if o.recompute == "full":
-            per_layer = 2 * s.d_hidden / tp * layers
-            transient = np.maximum(attn + dense_act, attn + moe_act)  # one layer recomputed at a time
-        else:
-            per_layer = layers * attn + n_dense * dense_act + n_moe * moe_act
-            transient = 0
-        flight = in_flight if is_first else 1
-        act = tokens * (per_layer * flight + transient)
-        if is_first:
-            act = act + tokens * 8 * flight  # input ids (int64), Megatron's 8sbp term
-        act = act + np.where(is_last, tokens * (2 * s.d_hidden / tp + 4 * s.vocab / tp), 0)  # fp32 logits
-        buffers = np.where(n_moe > 0, 2 * tokens / tp * s.top_k * o.capacity_factor * 2 * s.d_hidden, 0)
-        total = weights + grads + optimizer + act + buffers + o.reserve_gib * GIB
-        results.append({"weights": weights, "gradients": grads, "optimizer": optimizer, "activations": act,
-                        "dispatch_buffers": buffers, "reserve": np.full_like(np.asarray(total, float), o.reserve_gib * GIB),
-                        "total": total})
+    for stage, counts in enumerate(_stage_counts(s, L.pp)):
+        r = _state_bytes(s, L, o, stage, counts) | _activation_bytes(s, L, o, stage, counts, per_token, in_flight)
+        r["total"] = r["weights"] + r["gradients"] + r["optimizer"] + r["activations"] + r["dispatch_buffers"] + reserve
+        r["reserve"] = np.full_like(np.asarray(r["total"], float), reserve)
+        results.append(r)
     first, last = results
     pick_last = last["total"] > first["total"]
     out = {k: np.where(pick_last, last[k], first[k]) for k in first}
     out["stage"] = pick_last.astype(np.int64)
     out["in_flight"] = np.broadcast_to(in_flight, np.shape(out["total"]))
+    return out
+
+
+def device_memory_variants(shape, layout, options: MemoryOptions, micro_batches, recomputes) -> dict:
+    """Total bytes per device of one layout for each (micro-batch, recompute) pair: the state is computed once
+    (the planner's fast path; equal to `device_memory` pair by pair)."""
+    s, L, reserve = shape, layout_arrays(layout), options.reserve_gib * GIB
+    counts = _stage_counts(s, L.pp)
+    state = [_state_bytes(s, L, options, stage, c) for stage, c in enumerate(counts)]
+    state = [st["weights"] + st["gradients"] + st["optimizer"] + reserve for st in state]
+    out = {}
+    for rc in recomputes:
+        o = options.model_copy(update={"recompute": rc})
+        per_token = _layer_activation_bytes(s, L, o)
+        for mb in micro_batches:
+            Lm = SimpleNamespace(**(vars(L) | {"micro_batch": np.int64(mb)}))
+            in_flight = _in_flight(Lm)
+            totals = []
+            for stage, c in enumerate(counts):
+                a = _activation_bytes(s, Lm, o, stage, c, per_token, in_flight)
+                totals.append(state[stage] + a["activations"] + a["dispatch_buffers"])
+            out[(mb, rc)] = np.maximum(*totals)
     return out
 
 

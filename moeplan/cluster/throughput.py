@@ -25,6 +25,8 @@ from functools import cache
 from importlib import resources
 
 import numpy as np
+from types import SimpleNamespace
+
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 from scipy.optimize import least_squares
 
@@ -108,7 +110,24 @@ def step_parts(shape, layouts, dev: Accelerator, options: MemoryOptions = Memory
     grads = (_link_time(4 * dense_params * (dp - 1) / dp, tp * cp * dp, dev)
              + _link_time(4 * expert_params * (edp - 1) / edp, etp * ep * edp, dev))
     return {"compute": compute, "network": network, "memory": memory, "layers": layers * 1.0, "slots": slots,
-            "network_step": grads, "tokens_per_step": L.batch * s.seq * 1.0}
+            "network_step": grads, "tokens_per_step": L.batch * s.seq * 1.0, "forward": forward,
+            "scores_forward": layers * scores}
+
+
+def step_time_variants(shape, layout, dev: Accelerator, options: MemoryOptions, micro_batches, recomputes,
+                       eff: Efficiency) -> dict:
+    """Seconds per step of one layout for each (micro-batch, recompute) pair, the GEMMs evaluated once per
+    micro-batch (the planner's fast path; equal to `step_time` pair by pair)."""
+    L = layout_arrays(layout)
+    out = {}
+    for mb in micro_batches:
+        Lm = SimpleNamespace(**(vars(L) | {"micro_batch": np.int64(mb)}))
+        parts = step_parts(shape, Lm, dev, options.model_copy(update={"recompute": "none"}))
+        base = parts["compute"]
+        for rc in recomputes:
+            extra = {"none": 0.0, "selective": parts["scores_forward"], "full": parts["forward"]}[rc]
+            out[(mb, rc)] = step_time(parts | {"compute": base + extra}, eff)
+    return out
 
 
 def step_time(parts: dict, eff: Efficiency) -> np.ndarray:

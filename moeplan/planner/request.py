@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from moeplan.cluster.hardware import peak_bf16_by_name
+from moeplan.cluster.planning import ClusterBudget, nominal_compute
 from moeplan.flops.conventions import Convention
 
 # Peak dense bf16 FLOP/s per accelerator, from the hardware catalogue (moeplan/cluster/data/accelerators.json).
@@ -86,10 +87,14 @@ class PlanRequest(BaseModel):
     workers: PositiveInt = Field(1, description="processes running trials on the study")
     resume: bool = Field(False, description="continue a study whose run was killed")
 
+    cluster: ClusterBudget | None = Field(None, description="devices, days and training choices (docs/cluster.md)")
+
     @model_validator(mode="after")
     def _budget(self) -> PlanRequest:
-        if (self.flops is None) == (self.gpu_hours is None):
-            raise ValueError("give exactly one budget: flops, or gpu_hours with gpu (or gpu_flops) and mfu")
+        days_budget = self.cluster is not None and self.cluster.days is not None
+        if (self.flops is None) == (self.gpu_hours is None) and not (days_budget and self.flops is None):
+            raise ValueError("give exactly one budget: flops, gpu_hours with gpu (or gpu_flops) and mfu, "
+                             "or gpus with days")
         if self.gpu_hours is not None and self.gpu_flops is None:
             if self.gpu is None:
                 raise ValueError("gpu_hours needs gpu or gpu_flops")
@@ -102,6 +107,8 @@ class PlanRequest(BaseModel):
         """Training FLOPs: given, or GPU-hours x 3600 x peak FLOP/s x MFU."""
         if self.flops is not None:
             return self.flops
+        if self.gpu_hours is None:  # a --days budget: nominal (docs/cluster.md), the plan reports what it spends
+            return nominal_compute(self.cluster, self.mfu)
         peak = self.gpu_flops or GPU_PEAK_FLOPS[self.gpu.lower()]
         return self.gpu_hours * 3600 * peak * self.mfu
 
