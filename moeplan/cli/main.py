@@ -20,6 +20,8 @@ from moeplan.cli.dashboard import dashboard_command
 from moeplan.cli.export import export_command
 from moeplan.cli.fit import fit_command
 from moeplan.cli.frontier import frontier_command
+from moeplan.cli.layout import layout_command
+from moeplan.cli.memory import memory_command
 from moeplan.cli.plan import plan_command
 from moeplan.errors import MoeplanError
 
@@ -58,6 +60,8 @@ app.command("fit")(fit_command)
 app.command("export")(export_command)
 app.command("frontier")(frontier_command)
 app.command("dashboard")(dashboard_command)
+app.command("memory")(memory_command)
+app.command("layout")(layout_command)
 
 
 def _fail(message: str, code: int) -> None:

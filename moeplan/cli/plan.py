@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,6 +24,7 @@ from moeplan.plots import FORMATS, with_suffix
 PRIORS = "Shape priors"
 CAPS = "Budget and caps"
 SEARCH = "Search and study"
+CLUSTER = "Cluster"
 
 
 def _opt(*names, help: str, panel: str = CAPS, **kw):
@@ -51,7 +53,9 @@ def plan_command(
     law: Annotated[str, _opt("--law", help="Loss law (hy, or a fit of it).", panel=SEARCH)] = "hy",
     law_params: Annotated[str | None, _opt("--law-params", help="Fitted constants JSON.", panel=SEARCH)] = None,
     tp: Annotated[int, _opt("--tp", help="Tensor-parallel degree (divides heads).", panel=PRIORS)] = 1,
-    ep: Annotated[int, _opt("--ep", help="Expert-parallel degree (divides n_experts).", panel=PRIORS)] = 8,
+    ep: Annotated[int | None, _opt("--ep", help="Expert-parallel degree (divides n_experts); default 8, with "
+                                              "--gpus 64 or the largest power of two dividing them.",
+                                    panel=PRIORS)] = None,
     pp: Annotated[int, _opt("--pp", help="Pipeline stages (divide layers).", panel=PRIORS)] = 1,
     hidden_align: Annotated[int, _opt("--hidden-align", help="d_hidden alignment.", panel=PRIORS)] = 128,
     expert_align: Annotated[int, _opt("--expert-align", help="d_expert alignment.", panel=PRIORS)] = 64,
@@ -96,6 +100,18 @@ def plan_command(
                                       panel=SEARCH)] = None,
     dpi: Annotated[int, _opt("--dpi", min=10, max=2400, help="Resolution of PNG figures.", panel=SEARCH)] = 120,
     force: ForceOpt = False,
+    gpus: Annotated[int | None, _opt("--gpus", min=1, help="Devices of a cluster: memory per device becomes a hard "
+                                     "constraint, and with --days the budget is the calendar (docs/cluster.md).",
+                                     panel=CLUSTER)] = None,
+    days: Annotated[float | None, _opt("--days", help="Days on the cluster: the budget, or a cap with --flops.",
+                                       panel=CLUSTER)] = None,
+    price_per_gpu_hour: Annotated[float | None, _opt("--price-per-gpu-hour", min=0, help="Price per device-hour.",
+                                                     panel=CLUSTER)] = None,
+    hbm_gb: Annotated[float | None, _opt("--hbm-gb", help="HBM per device (GiB), overriding the catalogue.",
+                                         panel=CLUSTER)] = None,
+    fp8: Annotated[bool, _opt("--fp8", help="fp8 GEMMs on the cluster.", panel=CLUSTER)] = False,
+    global_batch: Annotated[int | None, _opt("--global-batch", min=1, help="Sequences per step on the cluster "
+                                             "(default: [LING]'s batch).", panel=CLUSTER)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Plan a pre-training run: architecture, tokens and predicted loss for a compute budget."""
@@ -103,7 +119,7 @@ def plan_command(
     from moeplan.planner.family import plan_family
     from moeplan.planner.study import DEFAULT_STORAGE
 
-    if flops is not None and gpu_hours is None:
+    if flops is not None and gpu_hours is None and gpus is None:
         given = [name for name, value in (("--gpu", gpu), ("--gpu-flops", gpu_flops), ("--mfu", mfu))
                  if value is not None]
         if given:
@@ -142,7 +158,20 @@ def plan_command(
         max_expert_ratio=max_expert_ratio, max_experts=max_experts, max_top_k=max_top_k, max_shared=max_shared,
         dense_layers=dense_layers, min_tokens_per_param=min_tokens_per_param,
     )
+    if gpus is None and any(x is not None for x in (days, price_per_gpu_hour, hbm_gb, global_batch)) | fp8:
+        raise UsageError("--days, --price-per-gpu-hour, --hbm-gb, --fp8 and --global-batch need --gpus")
+    fields["expert_parallel"] = ep if ep is not None else (8 if gpus is None else math.gcd(gpus, 64))
     try:
+        if gpus is not None:
+            from moeplan.cluster.memory import MemoryOptions
+            from moeplan.cluster.planning import ClusterBudget
+
+            fields["cluster"] = ClusterBudget(gpus=gpus, gpu=gpu or "h100", days=days, hbm_gb=hbm_gb,
+                                              price_per_gpu_hour=price_per_gpu_hour, global_batch=global_batch,
+                                              memory=MemoryOptions(fp8=fp8))
+            fields["cluster"].device()
+            if gpu_hours is None and flops is None:
+                fields["gpu"] = None  # --gpu names the cluster's device here, not a --gpu-hours rate
         request = PlanRequest(**fields, priors=Priors(**prior_fields))
     except ValidationError as err:
         raise UsageError(validation_message(err)) from None
@@ -210,6 +239,29 @@ def _budget(p) -> str:
             f"MFU {r.mfu:g}")
 
 
+def _cluster_rows(t, p) -> None:
+    c, m, L = p.cluster, p.cluster.memory, p.cluster.layout
+    refused = f" [red]Megatron-Core would refuse: {'; '.join(c.layout_problems)}[/red]" if c.layout_problems else ""
+    t.add_row("cluster", f"{c.gpus} x {c.accelerator.name}; {L.describe()}; recompute {c.recompute}"
+                         f"{', fp8' if c.fp8 else ''}{refused}")
+    t.add_row("memory/device", f"{m.total:,.1f} of {m.capacity:g} GiB ({m.stage} stage): weights {m.weights:,.1f}, "
+                               f"gradients {m.gradients:,.1f}, optimizer {m.optimizer:,.1f}, activations "
+                               f"{m.activations:,.1f}, dispatch {m.dispatch_buffers:,.2f}, reserve {m.reserve:g}")
+    cost = f", cost {c.cost:,.0f}" if c.cost is not None else ""
+    t.add_row("speed", f"{human(c.tokens_per_s)} tokens/s ({human(c.tokens_per_s_per_gpu)} per device), MFU "
+                       f"{c.mfu:.1%}, step {c.step_time_s:.3g} s, {c.optimizer_steps:,.0f} optimizer steps of "
+                       f"{human(c.tokens_per_step)} tokens")
+    t.add_row("calendar", f"{c.days:,.1f} days, {human(c.gpu_hours)} GPU-hours{cost}")
+    w = p.without_prior
+    if w is not None:
+        t.add_row("no prior", f"without the tokens-per-parameter floor the law and the cluster pick {w.n_layers} x "
+                              f"{w.d_hidden}, {w.n_experts} experts of {w.d_expert}, top-{w.top_k}"
+                              f"{f' + {w.n_shared_experts} shared' if w.n_shared_experts else ''}: "
+                              f"{human(w.total_params)} parameters, {human(w.tokens)} tokens "
+                              f"({w.tokens / w.total_params:.1f} per parameter), loss {w.loss:.4f} "
+                              f"({w.loss - p.loss:+.4f})")
+
+
 def render(p) -> None:
     t = Table(show_header=False, box=None, pad_edge=False, title=f"moeplan plan: {escape(_budget(p))}",
               title_justify="left", title_style="bold")
@@ -238,6 +290,8 @@ def render(p) -> None:
         t.add_row("binding", "none: an interior optimum")
     for e in p.extrapolation:
         t.add_row("extrapolation", f"[yellow]{e}[/yellow]")
+    if p.cluster is not None:
+        _cluster_rows(t, p)
     if p.verified:
         t.add_row("verified", f"regret {p.regret:.3g} against {p.certificate_points:,} enumerated configurations")
     t.add_row("search", f"{p.points_evaluated:,} of {p.space_size:,} configurations evaluated; "

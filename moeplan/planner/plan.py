@@ -16,6 +16,7 @@ from moeplan.flops.count import ParamCounts, count
 from moeplan.flops.hf import read_json
 from moeplan.laws import get_law
 from moeplan.laws.model import Extrapolation, Law
+from moeplan.cluster.report import ClusterPlan
 from moeplan.planner.binding import Binding, binding_constraints
 from moeplan.planner.request import PlanRequest
 from moeplan.planner.solve import Band, enumerate_space, solve
@@ -111,6 +112,9 @@ class Plan(BaseModel):
     storage: str = Field(description="the study's storage URL (:memory: keeps nothing)")
     trials: int = Field(description="finished trials in the study")
     interrupted: bool = Field(False, description="Ctrl-C stopped the study: the plan stands, the study is resumable")
+    cluster: ClusterPlan | None = Field(None, description="layout, memory per device, speed and calendar (--gpus)")
+    without_prior: Candidate | None = Field(
+        None, description="what the law and the cluster pick with no tokens-per-parameter floor (--gpus)")
 
 
 def load_law(request: PlanRequest) -> Law:
@@ -232,9 +236,19 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
                            "moeplan predict and fit")
     space = Space(request, law)
     space.check()
+    if request.cluster is not None:
+        from moeplan.cluster.planning import layout_problem
+
+        problem = layout_problem(request)
+        if problem:
+            raise MoeplanError(problem)
 
     band, seeds, evaluated = solve(space, request.tolerance)
     if len(band) == 0:
+        if request.cluster is not None:
+            from moeplan.cluster.planning import infeasible_on_cluster
+
+            raise infeasible_on_cluster(space) or _infeasible(space)
         raise _infeasible(space)
 
     chosen = 0
@@ -258,12 +272,26 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     plan_ = _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate, name)
     if interrupted:
         plan_ = plan_.model_copy(update={"interrupted": True})
+    if request.cluster is not None:
+        from moeplan.cluster.planning import cluster_report
+
+        plan_ = plan_.model_copy(update=cluster_report(space, arch, plan_.tokens, plan_.train_flops_per_token,
+                                                       _without_prior(request, law)))
     if samples:
         x = {"N": plan_.total.without_embeddings, "D": plan_.tokens, "N_a": plan_.active.without_embeddings,
              "G": plan_.activated_experts, "S": plan_.shared_ratio}
         losses = [float(law.with_values(s, source="bootstrap").evaluate(**x)) for s in samples]
         plan_ = plan_.model_copy(update={"loss_interval": tuple(np.percentile(losses, [2.5, 97.5]).tolist())})
     return plan_
+
+
+def _without_prior(request: PlanRequest, law: Law) -> Candidate | None:
+    """The best point of the same space with (almost) no tokens-per-parameter floor: what the law and the
+    cluster alone would pick."""
+    free = request.model_copy(update={"priors": request.priors.model_copy(update={"min_tokens_per_param": 1e-9})})
+    space = Space(free, law)
+    band, _, _ = solve(space, 0.0)
+    return _candidate(space, band, 0) if len(band) else None
 
 
 def _axes(c: Candidate) -> dict[str, int]:

@@ -7,17 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
+from moeplan.cluster.hardware import peak_bf16_by_name
+from moeplan.cluster.planning import ClusterBudget, nominal_compute
 from moeplan.flops.conventions import Convention
 
-# Peak dense bf16 FLOP/s per accelerator (vendor datasheets, no sparsity); override with gpu_flops.
-GPU_PEAK_FLOPS = {
-    "a100": 312e12,   # NVIDIA A100 SXM
-    "h100": 989e12,   # NVIDIA H100 SXM
-    "h200": 989e12,   # NVIDIA H200 SXM
-    "b200": 2.25e15,  # NVIDIA B200
-    "mi300x": 1.307e15,  # AMD Instinct MI300X
-    "tpu-v5p": 459e12,   # Google TPU v5p
-}
+# Peak dense bf16 FLOP/s per accelerator, from the hardware catalogue (moeplan/cluster/data/accelerators.json).
+GPU_PEAK_FLOPS = peak_bf16_by_name()
 
 
 # Every input has a limit, checked before any work: far beyond any model built or planned today, and small
@@ -112,10 +107,14 @@ class PlanRequest(BaseModel):
     workers: PositiveInt = Field(1, le=256, description="processes running trials on the study")
     resume: bool = Field(False, description="continue a study whose run was killed")
 
+    cluster: ClusterBudget | None = Field(None, description="devices, days and training choices (docs/cluster.md)")
+
     @model_validator(mode="after")
     def _budget(self) -> PlanRequest:
-        if (self.flops is None) == (self.gpu_hours is None):
-            raise ValueError("give exactly one budget: flops, or gpu_hours with gpu (or gpu_flops) and mfu")
+        days_budget = self.cluster is not None and self.cluster.days is not None
+        if (self.flops is None) == (self.gpu_hours is None) and not (days_budget and self.flops is None):
+            raise ValueError("give exactly one budget: flops, gpu_hours with gpu (or gpu_flops) and mfu, "
+                             "or gpus with days")
         if self.gpu_hours is not None and self.gpu_flops is None:
             if self.gpu is None:
                 raise ValueError("gpu_hours needs gpu or gpu_flops")
@@ -128,6 +127,8 @@ class PlanRequest(BaseModel):
         """Training FLOPs: given, or GPU-hours x 3600 x peak FLOP/s x MFU."""
         if self.flops is not None:
             return self.flops
+        if self.gpu_hours is None:  # a --days budget: nominal (docs/cluster.md), the plan reports what it spends
+            return nominal_compute(self.cluster, self.mfu)
         peak = self.gpu_flops or GPU_PEAK_FLOPS[self.gpu.lower()]
         return self.gpu_hours * 3600 * peak * self.mfu
 

@@ -33,6 +33,7 @@ class Evaluation:
     tokens: np.ndarray
     loss: np.ndarray
     feasible: np.ndarray
+    cluster: dict | None = None  # with a cluster: memory_fits, feasible, days, least_memory (moeplan/cluster/planning.py)
 
 
 @dataclass(frozen=True)
@@ -150,11 +151,19 @@ class Space:
         n, n_a = c.total["without_embeddings"], c.active["without_embeddings"]
         flops = c.train_flops_per_token
         tokens = r.compute / flops
+        cluster = None
+        if r.cluster is not None:  # memory per device and days x throughput (docs/cluster.md)
+            from moeplan.cluster.planning import cluster_tokens
+
+            cluster = cluster_tokens(self, arrays, flops)
+            tokens = cluster["tokens"]
         g = (arrays["top_k"] + arrays["n_shared_experts"]).astype(np.float64)
         loss = self.law.evaluate(N=n, D=tokens, N_a=n_a, G=g, S=arrays["n_shared_experts"] / g)
+        feasible = self.feasible(c.total["all"], tokens)
+        if cluster is not None:
+            feasible = feasible & cluster["feasible"]
         return Evaluation(total=c.total["all"], n=n, n_a=n_a, flops_per_token=flops, tokens=tokens,
-                          loss=np.broadcast_to(loss, np.shape(flops)),
-                          feasible=self.feasible(c.total["all"], tokens))
+                          loss=np.broadcast_to(loss, np.shape(flops)), feasible=feasible, cluster=cluster)
 
     def feasible(self, total, tokens) -> np.ndarray:
         r = self.request
@@ -174,6 +183,8 @@ class Space:
             ok &= lo.total <= r.params_cap
         if r.max_tokens is not None:
             ok &= hi.tokens <= r.max_tokens
+        if lo.cluster is not None:  # memory per device only grows with d_expert and n_experts
+            ok &= lo.cluster["memory_fits"]
         return ok
 
     def architecture(self, pair: int, combo: int, j: int, i: int) -> Architecture:
@@ -211,6 +222,11 @@ class Space:
             out[f"total parameters <= {r.params_cap:.4g}"] = ev.total > r.params_cap
         if r.max_tokens is not None:
             out[f"tokens <= {r.max_tokens:.4g}"] = ev.tokens > r.max_tokens
+        if ev.cluster is not None:
+            c = r.cluster
+            out[f"memory per device <= {c.device().hbm_gb:g} GiB on {c.gpus} x {c.gpu}"] = ~ev.cluster["memory_fits"]
+            if c.days is not None and (r.flops is not None or r.gpu_hours is not None):
+                out[f"days <= {c.days:g}"] = ev.cluster["days"] > c.days * (1 + 1e-9)
         return out
 
     def check(self) -> None:

@@ -22,6 +22,7 @@ import time
 import uuid
 import warnings
 
+import numpy as np
 import optuna
 
 from moeplan.errors import MoeplanError
@@ -53,6 +54,8 @@ def describe(space: Space, values: dict[str, int]) -> dict[str, float]:
     r = space.request
     c = count(space.architecture_of(values), r.convention)
     tokens = r.compute / c.train_flops_per_token
+    if r.cluster is not None:  # tokens from days x throughput (docs/cluster.md)
+        tokens = float(space.evaluate_values({k: np.array([v]) for k, v in values.items()}).tokens[0])
     g = values["top_k"] + values["n_shared_experts"]
     return {
         "loss": float(space.law.evaluate(N=c.total.without_embeddings, D=tokens, N_a=c.active.without_embeddings,
