@@ -51,8 +51,12 @@ class Health(BaseModel):
     running_jobs: int
 
 
-def _errors(*codes: int) -> dict:
-    return {code: {"model": ErrorMessage} for code in codes}
+def _errors(*codes: int, json_route: bool = True) -> dict:
+    """Error answers for OpenAPI: always JSON `ErrorMessage`, also on routes answering text or SVG."""
+    if json_route:
+        return {code: {"model": ErrorMessage} for code in codes}
+    ref = {"schema": {"$ref": "#/components/schemas/ErrorMessage"}}
+    return {code: {"description": "Error", "content": {"application/json": ref}} for code in codes}
 
 
 COMMON = (400, 401, 413, 422)
@@ -175,7 +179,8 @@ def create_app(settings: Settings | None = None, run_jobs: bool = True) -> FastA
                       verify: Annotated[bool, Query(description="enumerate the whole space; report regret")] = False):
         return plans.plan(request, verify)
 
-    @router.post("/plot/{kind}", responses={200: {"content": {"image/svg+xml": {}}}} | _errors(*COMMON),
+    @router.post("/plot/{kind}", responses={200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}}}
+                 | _errors(*COMMON, json_route=False),
                  response_class=Response, summary="moeplan plan --plot: one figure as SVG")
     def plot_endpoint(kind: api.PlotKind, request: PlanRequest):
         return Response(api.plan_svg(request, kind, settings), media_type="image/svg+xml")
@@ -208,7 +213,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool = True) -> FastA
     def leverage_endpoint(request: api.LeverageRequest):
         return api.leverage_of(request, settings)
 
-    @router.post("/export", response_class=PlainTextResponse, responses=_errors(*COMMON),
+    @router.post("/export", response_class=PlainTextResponse, responses=_errors(*COMMON, json_route=False),
                  summary="moeplan export: config.json (hf) or Megatron-LM arguments")
     def export_endpoint(request: api.ExportRequest):
         return PlainTextResponse(api.export_text(request, settings))
@@ -231,7 +236,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool = True) -> FastA
         runner.wake.set()
         return job
 
-    @router.get("/jobs/{job_id}", response_model=jobs.Job, responses=_errors(401, 404), summary="a job's state")
+    @router.get("/jobs/{job_id}", response_model=jobs.Job, responses=_errors(401, 404, 422), summary="a job's state")
     def job_endpoint(job_id: str):
         job = jobs.get(engine, job_id)
         if job is None:
