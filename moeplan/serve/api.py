@@ -25,6 +25,7 @@ from moeplan.serve import db
 from moeplan.serve.settings import Settings
 
 _REQUEST = ConfigDict(frozen=True, extra="forbid")
+MAX_LAYERS = 4096  # the layer-wise counter and HF import walk every layer: more would let one request stall a worker
 
 
 class Busy(MoeplanError):
@@ -48,13 +49,26 @@ class ArchitectureSource(BaseModel):
     hf_config: dict[str, Any] | None = Field(None, description="a transformers config.json, as uploaded")
     seq_len: PositiveInt | None = Field(None, description="training sequence length (overrides the config's)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _few_layers(cls, data):
+        """Checked before the nested models are built: building them walks every layer."""
+        if isinstance(data, dict):
+            for source, keys in (("architecture", ("n_layers", "n_leading_dense")), ("hf_config", ("num_hidden_layers",))):
+                fields = data.get(source)
+                for key in keys:
+                    value = fields.get(key) if isinstance(fields, dict) else None
+                    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > MAX_LAYERS:
+                        raise ValueError(f"{source}.{key} {value} exceeds this service's limit of {MAX_LAYERS} layers")
+        return data
+
     @model_validator(mode="after")
     def _one(self):
         if (self.architecture is None) == (self.hf_config is None):
             raise ValueError("give exactly one of architecture and hf_config")
         return self
 
-    def resolve(self, settings: Settings) -> Architecture:
+    def resolve(self) -> Architecture:
         """The `Architecture`, read as `moeplan count CONFIG --seq-len` reads a file."""
         from moeplan.flops.hf import architecture, from_hf_config
 
@@ -66,8 +80,6 @@ class ArchitectureSource(BaseModel):
             arch = architecture(self.architecture.model_dump() | {"seq_len": self.seq_len})
         else:
             arch = self.architecture
-        if arch.n_layers > settings.max_layers:
-            raise UsageError(f"n_layers {arch.n_layers} exceeds this service's limit of {settings.max_layers}")
         return arch
 
 
@@ -78,8 +90,8 @@ class CountRequest(ArchitectureSource):
     causal: bool = Field(True, description="false: --no-causal")
 
 
-def count_of(request: CountRequest, settings: Settings) -> Count:
-    return count(request.resolve(settings), request.convention, causal=request.causal)
+def count_of(request: CountRequest) -> Count:
+    return count(request.resolve(), request.convention, causal=request.causal)
 
 
 class DeriveRequest(BaseModel):
@@ -119,12 +131,12 @@ class PredictRequest(BaseModel):
     inactive_share: float | None = Field(None, description="[ABNAR] 1 - n_k/n_e")
 
 
-def prediction(request: PredictRequest, settings: Settings) -> Prediction:
+def prediction(request: PredictRequest) -> Prediction:
     """The same steps as `moeplan predict`: inputs from the architecture, then the explicit ones over them."""
     law = get_law(request.law)
     inputs = {}
     if request.arch is not None:
-        inputs = law_inputs(law, count(request.arch.resolve(settings)), request.tokens)
+        inputs = law_inputs(law, count(request.arch.resolve()), request.tokens)
     given = {var: getattr(request, field) for field, var in PREDICT_INPUTS.items()}
     inputs |= {k: v for k, v in given.items() if v is not None and k in law.variable_names}
     names = {var: field for field, var in PREDICT_INPUTS.items()}
@@ -145,10 +157,10 @@ class LeverageRequest(BaseModel):
     arch: ArchitectureSource | None = None
 
 
-def leverage_of(request: LeverageRequest, settings: Settings) -> Leverage:
+def leverage_of(request: LeverageRequest) -> Leverage:
     ratio, granularity = request.activation_ratio, request.granularity
     if request.arch is not None:
-        a = request.arch.resolve(settings)
+        a = request.arch.resolve()
         ratio, granularity = ratio or a.activation_ratio, granularity or a.granularity
     if ratio is None or granularity is None:
         raise UsageError("give activation_ratio and granularity, or arch")
@@ -162,10 +174,10 @@ class ExportRequest(ArchitectureSource):
     family: str | None = Field(None, description="HF model_type (default: chosen by features)")
 
 
-def export_text(request: ExportRequest, settings: Settings) -> str:
+def export_text(request: ExportRequest) -> str:
     from moeplan.flops.export import render_export
 
-    return render_export(request.resolve(settings), request.format, request.family)
+    return render_export(request.resolve(), request.format, request.family)
 
 
 # --- plans -------------------------------------------------------------------------------------------------

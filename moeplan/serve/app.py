@@ -187,7 +187,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool = True) -> FastA
 
     @router.post("/count", response_model=Count, responses=_errors(*COMMON), summary="moeplan count")
     def count_endpoint(request: api.CountRequest):
-        return api.count_of(request, settings)
+        return api.count_of(request)
 
     @router.post("/count/hf", response_model=Count, responses=_errors(*COMMON),
                  summary="moeplan count CONFIG.json: the body is a Hugging Face config.json")
@@ -195,7 +195,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool = True) -> FastA
                           convention: Convention = Convention.EXACT, seq_len: Annotated[int | None, Query(ge=1)] = None,
                           causal: bool = True):
         request = api.CountRequest(hf_config=config, seq_len=seq_len, convention=convention, causal=causal)
-        return api.count_of(request, settings)
+        return api.count_of(request)
 
     @router.get("/laws", response_model=list[Law], responses=_errors(401), summary="moeplan laws")
     def laws_endpoint():
@@ -207,16 +207,16 @@ def create_app(settings: Settings | None = None, run_jobs: bool = True) -> FastA
 
     @router.post("/predict", response_model=Prediction, responses=_errors(*COMMON), summary="moeplan predict")
     def predict_endpoint(request: api.PredictRequest):
-        return api.prediction(request, settings)
+        return api.prediction(request)
 
     @router.post("/leverage", response_model=Leverage, responses=_errors(*COMMON), summary="moeplan leverage")
     def leverage_endpoint(request: api.LeverageRequest):
-        return api.leverage_of(request, settings)
+        return api.leverage_of(request)
 
     @router.post("/export", response_class=PlainTextResponse, responses=_errors(*COMMON, json_route=False),
                  summary="moeplan export: config.json (hf) or Megatron-LM arguments")
     def export_endpoint(request: api.ExportRequest):
-        return PlainTextResponse(api.export_text(request, settings))
+        return PlainTextResponse(api.export_text(request))
 
     @router.post("/fit", status_code=202, response_model=jobs.Job, responses=_errors(*COMMON),
                  summary="moeplan fit, as a job: poll GET /api/jobs/{id}")

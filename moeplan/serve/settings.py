@@ -28,7 +28,6 @@ class Settings(BaseModel):
     max_verify: PositiveInt = Field(1, description="concurrent --verify plans per worker process; more get 429")
     max_trials: PositiveInt = Field(200, description="most Optuna trials one plan request may ask for")
     max_budgets: PositiveInt = Field(41, description="most budgets in one frontier job")
-    max_layers: PositiveInt = Field(4096, description="most layers of an architecture to count")
     job_lease_seconds: PositiveFloat = Field(15.0, description="a job whose worker sends no heartbeat this long "
                                                                "is taken over by another worker")
     job_attempts: PositiveInt = Field(2, description="runs of a job before a lost worker marks it failed")
