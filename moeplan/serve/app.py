@@ -77,6 +77,9 @@ def _validation_detail(errors) -> str:
     return one_line(f"{'.'.join(loc)}: {msg}{more}" if loc else f"{msg}{more}")
 
 
+DRAIN = 64  # bodies up to this many times the limit are read (and dropped) before the 413, so clients see it
+
+
 class LimitsAndLogs:
     """ASGI middleware: refuse bodies over the limit (413) before any route reads them; one JSON access-log
     line per request (no headers, so no tokens)."""
@@ -87,28 +90,33 @@ class LimitsAndLogs:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started, status, size = time.perf_counter(), [500], [0]
+        started, status, sent = time.perf_counter(), [500], [0]
 
         async def sending(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             elif message["type"] == "http.response.body":
-                size[0] += len(message.get("body", b""))
+                sent[0] += len(message.get("body", b""))
             await send(message)
 
         try:
             declared = dict(scope.get("headers") or []).get(b"content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-                return await self._too_large(sending)
-            body, more = bytearray(), True
+            if declared is not None and (not declared.isdigit() or int(declared) > DRAIN * self.max_body):
+                return await self._too_large(sending)  # and close: not worth reading
+            body, more, read = bytearray(), True, 0
             while more:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     return
-                body += message.get("body", b"")
+                chunk = message.get("body", b"")
+                read += len(chunk)
                 more = message.get("more_body", False)
-                if len(body) > self.max_body:
+                if read <= self.max_body:
+                    body += chunk
+                elif read > DRAIN * self.max_body:
                     return await self._too_large(sending)
+            if read > self.max_body:  # read to the end, so the client is listening when the answer comes
+                return await self._too_large(sending)
             replayed = False
 
             async def replay():
@@ -124,7 +132,7 @@ class LimitsAndLogs:
             access.info(json.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "worker": db.WORKER,
                 "client": f"{client[0]}:{client[1]}" if client else None, "method": scope["method"],
-                "path": scope["path"], "status": status[0], "bytes": size[0],
+                "path": scope["path"], "status": status[0], "bytes": sent[0],
                 "ms": round(1000 * (time.perf_counter() - started), 2)}))
 
     async def _too_large(self, send):
