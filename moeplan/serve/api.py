@@ -60,6 +60,12 @@ class ArchitectureSource(BaseModel):
                     value = fields.get(key) if isinstance(fields, dict) else None
                     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > MAX_LAYERS:
                         raise ValueError(f"{source}.{key} {value} exceeds this service's limit of {MAX_LAYERS} layers")
+            arch = data.get("architecture")
+            for key in ("dense_layers", "sliding_layers"):  # Architecture sorts them before checking their type
+                value = arch.get(key) if isinstance(arch, dict) else None
+                if value is not None and not (isinstance(value, list | tuple) and all(
+                        isinstance(i, int) and not isinstance(i, bool) for i in value)):
+                    raise ValueError(f"architecture.{key}: a list of layer indices")
         return data
 
     @model_validator(mode="after")

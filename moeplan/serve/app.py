@@ -314,6 +314,11 @@ def _handlers(app: FastAPI) -> None:
     async def _value(_request: Request, err: ValueError):  # the CLI's exit 1 for the same input
         return error(422, f"{type(err).__name__}: {err}")
 
+    @app.exception_handler(TypeError)
+    async def _type(_request: Request, err: TypeError):  # a model validator meeting a value of the wrong type
+        log.warning(json.dumps({"event": "TypeError answered 422", "error": str(err)}))
+        return error(422, f"a value of the wrong type: {err}")
+
     @app.exception_handler(ArithmeticError)
     async def _arith(_request: Request, err: ArithmeticError):
         return error(422, f"{type(err).__name__}: {err}")
