@@ -23,6 +23,7 @@ from moeplan.cli.frontier import frontier_command
 from moeplan.cli.layout import layout_command
 from moeplan.cli.memory import memory_command
 from moeplan.cli.plan import plan_command
+from moeplan.cli.serve import serve_command
 from moeplan.errors import MoeplanError
 
 app = typer.Typer(
@@ -62,6 +63,7 @@ app.command("frontier")(frontier_command)
 app.command("dashboard")(dashboard_command)
 app.command("memory")(memory_command)
 app.command("layout")(layout_command)
+app.command("serve")(serve_command)
 
 
 def _fail(message: str, code: int) -> None:
