@@ -20,6 +20,7 @@ from moeplan.cli.export import export_command
 from moeplan.cli.fit import fit_command
 from moeplan.cli.frontier import frontier_command
 from moeplan.cli.plan import plan_command
+from moeplan.cli.sweep import sweep_command
 from moeplan.errors import MoeplanError
 
 app = typer.Typer(
@@ -57,6 +58,7 @@ app.command("fit")(fit_command)
 app.command("export")(export_command)
 app.command("frontier")(frontier_command)
 app.command("dashboard")(dashboard_command)
+app.command("sweep")(sweep_command)
 
 
 def _fail(message: str, code: int) -> None:
