@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from moeplan.cli.common import JsonOpt, emit_json, human, stderr, stdout
-from moeplan.errors import UsageError
+from moeplan.errors import MoeplanError, UsageError
 from moeplan.flops.hf import validation_message
 
 SIM = "Simulation"
@@ -63,8 +63,8 @@ def sweep_command(
             mfu=mfu, seed=seed)
     except ValidationError as err:
         raise UsageError(validation_message(err)) from None
-    if not json_out:
-        stderr.print(f"designing {runs} runs within {sweep_flops:.3g} FLOPs for a plan at {target_flops:.3g}...")
+    if out is not None and out.exists() and not out.is_dir():
+        raise MoeplanError(f"{out}: a file, not a folder (--out takes a folder)")
     designed = design_sweep(request)
     result = to_model(designed)
     if out is not None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from moeplan.errors import MoeplanError
-from moeplan.flops.architecture import Architecture
 from moeplan.laws.model import Law
 from moeplan.planner.request import PlanRequest, Priors
 from moeplan.planner.space import AXES, Space
@@ -121,8 +120,10 @@ def build_pool(request: SweepRequest, law: Law, budgets: np.ndarray, size: int, 
     """A stratified sample of buildable architectures trainable at the budgets (about `size` of them)."""
     space = sweep_space(request, law, float(budgets.max()))
     values = _lattice(space)
-    ev = space.evaluate_values(values)
     floor = request.min_tokens_per_param
+    if len(values["n_layers"]) == 0:
+        raise _none_trains(law, budgets, floor)
+    ev = space.evaluate_values(values)
     in_domain = np.ones(len(ev.n), dtype=bool)
     for var in law.variables:  # runs stay at or above the sizes the law was fitted on (no downward extrapolation)
         if var.name in ("N", "N_a") and var.domain is not None:
@@ -137,19 +138,16 @@ def build_pool(request: SweepRequest, law: Law, budgets: np.ndarray, size: int, 
             continue
         chosen.update(rng.choice(index, min(per_budget, len(index)), replace=False).tolist())
     if not chosen:
-        raise MoeplanError(f"no buildable architecture within law {law.name!r}'s fitted sizes trains on "
-                           f"{budgets.max():.3g} FLOPs with at least {floor:g} tokens per parameter: raise "
-                           "--max-run-flops or lower --min-tokens-per-param")
+        raise _none_trains(law, budgets, floor)
     index = np.array(sorted(chosen))
     return Pool({k: np.asarray(values[k])[index].astype(np.int64) for k in AXES}, ev.n[index], ev.n_a[index],
                 ev.total[index], ev.flops_per_token[index])
 
 
-def pool_for(request: SweepRequest, law: Law, axes: dict[str, np.ndarray]) -> Pool:
-    """A pool of given architectures (six axes each), counted exactly."""
-    space = sweep_space(request, law, request.max_run)
-    ev = space.evaluate_values(axes)
-    return Pool({k: np.asarray(axes[k]).astype(np.int64) for k in AXES}, ev.n, ev.n_a, ev.total, ev.flops_per_token)
+def _none_trains(law: Law, budgets: np.ndarray, floor: float) -> MoeplanError:
+    return MoeplanError(f"no buildable architecture within law {law.name!r}'s fitted sizes trains on "
+                        f"{budgets.max():.3g} FLOPs with at least {floor:g} tokens per parameter: raise "
+                        "--max-run-flops or lower --min-tokens-per-param")
 
 
 def isoflop_candidates(pool: Pool, budgets: np.ndarray, floor: float) -> Runs:
@@ -159,9 +157,3 @@ def isoflop_candidates(pool: Pool, budgets: np.ndarray, floor: float) -> Runs:
     compute = budgets[b]
     keep = compute / pool.flops_per_token[a] >= floor * pool.total[a]
     return Runs(pool, a[keep], compute[keep])
-
-
-def architecture(request: SweepRequest, law: Law, pool: Pool, k: int) -> Architecture:
-    """The `Architecture` of pool element `k` (the counter validates it on construction)."""
-    space = sweep_space(request, law, request.max_run)
-    return space.architecture_of({a: int(pool.axes[a][k]) for a in AXES})

@@ -7,11 +7,10 @@ to within 100 % of its value) keeps the matrix invertible. The fitted constants'
 Σ = M⁻¹ and, by the delta method, any smooth decision quantity q(θ) has variance ∇qᵀ Σ ∇q.
 
 - `d`: maximise log det M (D-optimality: the smallest confidence ellipsoid of all constants).
-- `target`: minimise the expected regret of the plan at the target budget, ½ tr(W Σ) with
-  W = L_θu H⁻¹ L_uθ: u = (log N_a, G, S) are the plan's free coordinates at the target compute (total
-  parameters at the planner's tokens-per-parameter floor, tokens = C / FLOPs per token), H = ∂²L/∂u² their
-  loss curvature and L_uθ = ∂²L/∂u∂θ. An error δθ moves the optimum by δu = −H⁻¹L_uθ δθ and costs
-  ½ δuᵀ H δu of loss; G and S of u are exactly [HY]'s G* and S* (docs/sweeps.md derives it).
+- `target`: minimise the expected regret of the plan at the target budget. The fit prefers competitor p_j
+  to the optimum p* when its estimated gap Δ̂_j = L̂(p_j) − L̂(p*) < 0; Δ̂_j ≈ N(Δ_j, g_jᵀ Σ g_j) with
+  g_j = J(p_j) − J(p*), so the regret is Σ_j Δ_j Φ(−Δ_j / √(g_jᵀ Σ g_j)) (each competitor against the
+  optimum: an upper bound when several beat it at once). docs/sweeps.md derives it.
 """
 
 from __future__ import annotations
@@ -55,16 +54,25 @@ def prior_information(law: Law) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Criterion:
-    """Φ(M) to minimise: 'd' is −log det M; 'target' is ½ tr(W M⁻¹) with W the regret weight."""
+    """Φ(M) to minimise: 'd' is −log det M; 'target' the expected regret over the plan's competitors."""
 
     kind: str
-    weight: np.ndarray | None = None  # W (target only)
+    gaps: np.ndarray | None = None       # Δ_j (target only)
+    gradients: np.ndarray | None = None  # g_j, competitors x constants (target only)
 
     def value(self, info: np.ndarray) -> float:
         if self.kind == "d":
             sign, logdet = np.linalg.slogdet(info)
             return -logdet if sign > 0 else np.inf
-        return 0.5 * float(np.trace(self.weight @ np.linalg.inv(info)))
+        variance = np.einsum("jp,pq,jq->j", self.gradients, np.linalg.inv(info), self.gradients)
+        return float(self._regret(variance[None, :])[0])
+
+    def _regret(self, variance: np.ndarray) -> np.ndarray:
+        """Σ_j Δ_j Φ(−Δ_j/s_j) for each row of gap variances s_j²."""
+        from scipy.special import ndtr
+
+        sd = np.sqrt(np.maximum(variance, 1e-300))
+        return (self.gaps * ndtr(-self.gaps / sd)).sum(axis=1)
 
     def gains(self, inverse: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Decrease of Φ from adding each row x to M (Sherman–Morrison on M⁻¹)."""
@@ -72,7 +80,9 @@ class Criterion:
         lever = 1.0 + np.einsum("ij,ij->i", y, rows)
         if self.kind == "d":
             return np.log(lever)
-        return 0.5 * np.einsum("ij,ij->i", y @ self.weight, y) / lever
+        base = np.einsum("jp,pq,jq->j", self.gradients, inverse, self.gradients)
+        reach = y @ self.gradients.T  # gᵀ M⁻¹ x, candidates x competitors
+        return self._regret(base[None, :])[0] - self._regret(base[None, :] - reach**2 / lever[:, None])
 
 
 @dataclass(frozen=True)
@@ -93,9 +103,8 @@ def choose(candidates: Runs, rows: np.ndarray, prior: np.ndarray, criterion: Cri
     spent = 0.0
     for t in range(runs):
         room = budget - spent - (runs - t - 1) * cheapest
-        gains = np.where(~taken & (cost <= room * (1 + 1e-12)), criterion.gains(np.linalg.inv(info), rows), -np.inf)
-        best = int(np.argmax(gains))
-        if not np.isfinite(gains[best]):
+        best = _best(criterion, np.linalg.inv(info), rows, ~taken & (cost <= room * (1 + 1e-12)))
+        if best is None:
             break
         taken[best] = True
         spent += cost[best]
@@ -109,10 +118,8 @@ def choose(candidates: Runs, rows: np.ndarray, prior: np.ndarray, criterion: Cri
             out = chosen[slot]
             without = info - np.outer(rows[out], rows[out])
             room = budget - spent + cost[out]
-            gains = criterion.gains(np.linalg.inv(without), rows)
-            gains = np.where(~taken & (cost <= room * (1 + 1e-12)), gains, -np.inf)
-            best = int(np.argmax(gains))
-            if not np.isfinite(gains[best]):
+            best = _best(criterion, np.linalg.inv(without), rows, ~taken & (cost <= room * (1 + 1e-12)))
+            if best is None:
                 continue
             trial = without + np.outer(rows[best], rows[best])
             value = criterion.value(trial)
@@ -125,6 +132,14 @@ def choose(candidates: Runs, rows: np.ndarray, prior: np.ndarray, criterion: Cri
         if not improved:
             break
     return Design(np.array(sorted(chosen), dtype=np.int64), current, exchanges)
+
+
+def _best(criterion: Criterion, inverse: np.ndarray, rows: np.ndarray, allowed: np.ndarray) -> int | None:
+    """The allowed row whose addition lowers Φ most (gains computed for the allowed rows only)."""
+    index = np.flatnonzero(allowed)
+    if len(index) == 0:
+        return None
+    return int(index[np.argmax(criterion.gains(inverse, rows[index]))])
 
 
 def information(rows: np.ndarray, prior: np.ndarray) -> np.ndarray:

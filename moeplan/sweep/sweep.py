@@ -59,7 +59,8 @@ class Predicted(BaseModel):
     design: str
     runs: int
     compute: float
-    expected_regret: float | None = Field(None, description="½ tr(W Σ), nats, at the target (hy form)")
+    expected_regret: float | None = Field(
+        None, description="Σ_j Δ_j Φ(−Δ_j/sd_j) over the plan's competitors at the target, nats (hy form)")
     sd_plan_loss: float | None = Field(None, description="SD of the predicted loss of the plan at the target")
     sd_g_star: float | None = None
     sd_s_star: float | None = None
@@ -130,7 +131,8 @@ def design_sweep(request: SweepRequest) -> Designed:
                            "or --architectures")
     rows = jacobian(law, candidates.variables()) / request.noise
     made = decision(law, target_request(request)) if hy else None
-    criterion = Criterion("target", made.regret_weight) if request.criterion == "target" else Criterion("d")
+    criterion = (Criterion("target", made.gaps, made.gap_gradients) if request.criterion == "target"
+                 else Criterion("d"))
     picked = choose(candidates, rows, prior_information(law), criterion, request.runs, request.sweep_flops)
     if len(picked.chosen) < request.runs:
         raise MoeplanError(f"only {len(picked.chosen)} of {request.runs} runs fit within {request.sweep_flops:.3g} "
@@ -157,7 +159,7 @@ def predicted(designed: Designed, name: str, runs: cand.Runs) -> Predicted:
 
     return Predicted(
         design=name, runs=len(runs), compute=float(runs.compute.sum()),
-        expected_regret=None if d is None else 0.5 * float(np.trace(d.regret_weight @ cov)),
+        expected_regret=None if d is None else Criterion("target", d.gaps, d.gap_gradients).value(info),
         sd_plan_loss=None if d is None else sd(d.loss_gradient),
         sd_g_star=None if d is None else sd(d.g_star_gradient),
         sd_s_star=None if d is None else sd(d.s_star_gradient),

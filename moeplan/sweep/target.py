@@ -1,8 +1,8 @@
-"""What the user will decide at the target budget, and how errors in the constants move it.
+"""What the user will decide at the target budget, and how errors in the constants change it.
 
-`plan_at` is the planner's exact optimum (`solve` over the buildable `Space`) without the Optuna study.
-`Decision` linearises that plan: its free coordinates u = (log N_a, G, S) at fixed compute, the loss
-curvature H in u and the cross-derivatives L_uθ, all by central differences of the generated law code.
+`plan_at` is the planner's exact optimum (branch and bound over the buildable `Space`) without the Optuna
+study. `Decision` holds the plan at the prior and its nearest competitors: a fit picks a competitor p_j
+instead of the optimum p* when its estimate of the gap Δ_j = L(p_j) − L(p*) turns negative.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 from moeplan.errors import MoeplanError
 from moeplan.laws import optima
@@ -18,8 +17,11 @@ from moeplan.laws.model import Law
 from moeplan.planner.request import PlanRequest
 from moeplan.planner.solve import bound_is_valid, branch_and_bound, enumerate_space
 from moeplan.planner.space import AXES, Space
-from moeplan.sweep.design import constants_vector, jacobian, loss
+from moeplan.sweep.design import constants_vector, jacobian
 from moeplan.sweep.request import SweepRequest
+
+COMPETITOR_TOLERANCE = 2e-3  # nats: alternatives further from the optimum are rarely chosen by a 0.005-noise fit
+COMPETITORS = 32  # the closest ones: enough to cover every direction the plan can move in
 
 
 def target_request(request: SweepRequest) -> PlanRequest:
@@ -50,7 +52,10 @@ def plan_at(plan_request: PlanRequest, law: Law) -> PlannedPoint:
     band = branch_and_bound(space, 0.0) if bound_is_valid(space) else enumerate_space(space, 0.0)
     if len(band) == 0:
         raise MoeplanError(f"no buildable model fits {plan_request.compute:.3g} FLOPs")
-    point = band.point(0)
+    return _planned(space, band.point(0))
+
+
+def _planned(space: Space, point) -> PlannedPoint:
     ev = space.evaluate(*point)
     axes = {k: int(v) for k, v in space.values(*point).items()}
     g = axes["top_k"] + axes["n_shared_experts"]
@@ -66,60 +71,39 @@ def true_loss(plan_request: PlanRequest, law: Law, axes: dict[str, int]) -> floa
 
 @dataclass(frozen=True)
 class Decision:
-    """The plan's decision quantities at the prior and their sensitivities to the constants."""
+    """The plan at the prior, its nearest competitors in the buildable space, and the gradients in θ of
+    every decision quantity: the competitors' loss gaps, the plan's loss, G* and S*."""
 
     point: PlannedPoint
-    u: np.ndarray              # continuous optimum (log N_a, G, S)
-    curvature: np.ndarray      # H = ∂²L/∂u²
-    cross: np.ndarray          # L_uθ, 3 x constants
-    loss_gradient: np.ndarray  # ∂L(plan)/∂θ at the planned architecture
+    competitors: list[dict[str, int]]  # their six axes, closest first
+    gaps: np.ndarray               # Δ_j = L(p_j) − L(p*) > 0 at the prior, one per competitor
+    gap_gradients: np.ndarray      # ∂Δ_j/∂θ = J(p_j) − J(p*), competitors x constants
+    loss_gradient: np.ndarray      # ∂L(p*)/∂θ
     g_star_gradient: np.ndarray
     s_star_gradient: np.ndarray
 
-    @property
-    def regret_weight(self) -> np.ndarray:
-        """W = L_θu H⁻¹ L_uθ: ½ tr(W Σ) is the expected regret of a plan from constants with covariance Σ."""
-        return self.cross.T @ np.linalg.solve(self.curvature, self.cross)
 
-
-def _surrogate(point: PlannedPoint, compute: float, floor: float):
-    """L(u; θ) with tokens = C / (κ N_a) and total parameters at the floor (N = D / floor − embeddings)."""
-    kappa = point.flops_per_token / point.n_a
-    embeddings = point.total - point.n
-
-    def variables(u):
-        u = np.atleast_2d(u)
-        n_a = np.exp(u[:, 0])
-        d = compute / (kappa * n_a)
-        return {"N": np.maximum(d / floor - embeddings, n_a), "N_a": n_a, "D": d, "G": u[:, 1], "S": u[:, 2]}
-
-    return variables
-
-
-def decision(law: Law, plan_request: PlanRequest) -> Decision:
-    """Plan at the prior, then linearise the plan's continuous coordinates in the constants."""
-    point = plan_at(plan_request, law)
+def decision(law: Law, plan_request: PlanRequest, tolerance: float = COMPETITOR_TOLERANCE,
+             competitors: int = COMPETITORS) -> Decision:
+    """Plan at the prior; every buildable point within `tolerance` of it (the `competitors` closest) is an
+    alternative a fit could prefer. Gradients from the sympy Jacobian; G*, S* by central differences."""
+    space = Space(plan_request, law)
+    space.check()
+    band = branch_and_bound(space, tolerance)
+    if len(band) < 2:
+        raise MoeplanError(f"the plan at {plan_request.compute:.3g} FLOPs has no alternative within {tolerance:g} "
+                           "nats: nothing for a sweep to decide")
+    take = slice(0, min(len(band), competitors + 1))
+    ev = space.evaluate(band.pair[take], band.combo[take], band.j[take], band.i[take])
+    axes = space.values(band.pair[take], band.combo[take], band.j[take], band.i[take])
+    g = (axes["top_k"] + axes["n_shared_experts"]).astype(np.float64)
+    variables = {"N": ev.n.astype(np.float64), "N_a": ev.n_a.astype(np.float64), "D": ev.tokens, "G": g,
+                 "S": axes["n_shared_experts"] / g}
+    jac = jacobian(law, variables)
+    point = _planned(space, band.point(0))
     theta = constants_vector(law)
-    variables = _surrogate(point, plan_request.compute, plan_request.priors.min_tokens_per_param)
-
-    def f(u, th=theta):
-        return float(loss(law, variables(u), th)[0])
-
-    start = np.array([np.log(point.n_a), point.g, point.s])
-    g_star, s_star = optima.optimal_experts(law), optima.optimal_shared_ratio(law)
-    start[1:] = [g_star, s_star] if np.isfinite(g_star) and np.isfinite(s_star) else start[1:]
-    u = minimize(f, start, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-14, "maxiter": 4000}).x
-    steps = np.array([1e-3, 1e-3 * max(1.0, abs(u[1])), 1e-3])
-    curvature = _hessian(f, u, steps)
-    eigen, vectors = np.linalg.eigh(curvature)
-    curvature = vectors @ np.diag(np.maximum(eigen, 1e-9 * eigen.max())) @ vectors.T  # a boundary optimum
-
-    # L_uθ: central differences in u of the analytic Jacobian ∂L/∂θ (sympy's), one difference deep
-    cross = np.array([(jacobian(law, variables(u + e * h), theta)[0] - jacobian(law, variables(u - e * h), theta)[0])
-                      / (2 * h) for e, h in zip(np.eye(3), steps, strict=True)])
-    planned = {"N": np.array([point.n]), "N_a": np.array([point.n_a]), "D": np.array([point.tokens]),
-               "G": np.array([point.g]), "S": np.array([point.s])}
-    return Decision(point, u, curvature, cross, jacobian(law, planned)[0],
+    others = [{k: int(v[j]) for k, v in axes.items()} for j in range(1, len(ev.loss))]
+    return Decision(point, others, ev.loss[1:] - ev.loss[0], jac[1:] - jac[0], jac[0],
                     _gradient(lambda th: optima.optimal_experts(_with(law, th)), theta),
                     _gradient(lambda th: optima.optimal_shared_ratio(_with(law, th)), theta))
 
@@ -136,13 +120,3 @@ def _gradient(fn, theta):
     steps = _theta_steps(theta)
     return np.array([(fn(theta + e * h) - fn(theta - e * h)) / (2 * h) for e, h in zip(np.eye(len(theta)), steps,
                                                                                          strict=True)])
-
-
-def _hessian(f, u, steps):
-    n = len(u)
-    out = np.empty((n, n))
-    for i in range(n):
-        for j in range(n):
-            ei, ej = np.eye(n)[i] * steps[i], np.eye(n)[j] * steps[j]
-            out[i, j] = (f(u + ei + ej) - f(u + ei - ej) - f(u - ei + ej) + f(u - ei - ej)) / (4 * steps[i] * steps[j])
-    return (out + out.T) / 2
