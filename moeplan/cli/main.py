@@ -24,6 +24,7 @@ from moeplan.cli.layout import layout_command
 from moeplan.cli.memory import memory_command
 from moeplan.cli.plan import plan_command
 from moeplan.cli.serve import serve_command
+from moeplan.cli.sweep import sweep_command
 from moeplan.errors import MoeplanError
 
 app = typer.Typer(
@@ -64,6 +65,7 @@ app.command("dashboard")(dashboard_command)
 app.command("memory")(memory_command)
 app.command("layout")(layout_command)
 app.command("serve")(serve_command)
+app.command("sweep")(sweep_command)
 
 
 def _fail(message: str, code: int) -> None:
