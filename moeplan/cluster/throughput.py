@@ -115,15 +115,24 @@ def _pieces(s, L, dev: Accelerator, o: MemoryOptions) -> dict:
             "network_step": grads, "dp": dp, "peak": dev.peak_flops(o.fp8), "hbm": dev.hbm_tbps * 1e12}
 
 
-def _parts(p: dict, L, micro_batch, seq, recompute: str) -> dict[str, np.ndarray]:
+def _times(p: dict) -> dict:
+    """Each GEMM family's (seconds of FLOPs, seconds of rows' bytes, seconds of weight bytes) per sequence,
+    weighted by how many layers of the stage run it: a roofline is then max(mb a, mb b + c)."""
+    weights = {"attn": p["layers"], "dense_ffn": p["dense_layers"], "shared": p["moe_layers"],
+               "router": p["moe_layers"], "experts": p["moe_layers"], "head": 3.0}
+    return {k: (weights[k] * f / p["peak"], weights[k] * m / p["hbm"], weights[k] * w / p["hbm"])
+            for k, (f, m, w) in p["gemms"].items()}
+
+
+def _parts(p: dict, L, micro_batch, seq, recompute: str, times: dict | None = None) -> dict[str, np.ndarray]:
     """The step's parts for `micro_batch` sequences per micro-batch from the linear pieces `p`."""
-    g = {k: _roofline(t, micro_batch, p["peak"], p["hbm"]) for k, t in p["gemms"].items()}
+    times = times or _times(p)
+    g = {k: np.maximum(micro_batch * a, micro_batch * b + c) for k, (a, b, c) in times.items()}
     scores = micro_batch * p["scores"]
-    forward = (p["layers"] * (g["attn"] + scores) + p["dense_layers"] * g["dense_ffn"]
-               + p["moe_layers"] * (g["shared"] + g["router"] + g["experts"]))
+    forward = p["layers"] * scores + g["attn"] + g["dense_ffn"] + g["shared"] + g["router"] + g["experts"]
     extra = {"none": 0.0, "selective": p["layers"] * scores, "full": forward}[recompute]
     micro_batches = L.batch // (micro_batch * p["dp"])
-    return {"compute": 3 * forward + extra + 3 * g["head"], "network": micro_batch * p["network"],
+    return {"compute": 3 * forward + extra + g["head"], "network": micro_batch * p["network"],
             "memory": micro_batch * p["memory"], "layers": p["layers"] * 1.0,
             "slots": micro_batches + (L.pp - 1) / L.vp, "network_step": p["network_step"],
             "tokens_per_step": L.batch * seq * 1.0, "forward": forward, "scores_forward": p["layers"] * scores}
@@ -142,9 +151,10 @@ def step_time_variants(shape, layout, dev: Accelerator, options: MemoryOptions, 
     (the planner's fast path; equal to `step_time` pair by pair)."""
     L = layout_arrays(layout)
     pieces = _pieces(shape, L, dev, options)
+    times = _times(pieces)
     out = {}
     for mb in micro_batches:
-        parts = _parts(pieces, L, mb, shape.seq, "none")
+        parts = _parts(pieces, L, mb, shape.seq, "none", times)
         for rc in recomputes:
             extra = {"none": 0.0, "selective": parts["scores_forward"], "full": parts["forward"]}[rc]
             out[(mb, rc)] = step_time(parts | {"compute": parts["compute"] + extra}, eff)
