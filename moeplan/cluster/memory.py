@@ -28,7 +28,7 @@ from moeplan.cluster.layout import Layout, Recompute
 from moeplan.flops import formulas as f
 from moeplan.flops.architecture import Architecture
 
-GIB = 2**30  # HBM comes in binary sizes: an "80 GB" H100 holds 80 GiB (nvidia-smi: 81,559 MiB)
+GIB = 2**30  # HBM comes in binary sizes: an "80 GB" H100 holds 80 GiB (nvidia-smi: 81,559 MiB usable)
 RecomputeModule = Literal["core_attn", "layernorm", "mla_up_proj", "moe_act", "mlp", "shared_experts"]
 MIB = 1024 * 1024
 
