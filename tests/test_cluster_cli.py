@@ -98,3 +98,25 @@ def test_layout_exports_torchtitan_toml(cli):
 def test_layout_no_layout_is_one_line(cli):
     out = cli("layout", EXAMPLE, "--gpus", "97", "--tokens", "1e12")
     assert out.code == 1 and out.err.count("\n") == 1 and "no parallel layout of 97 devices" in out.err
+
+
+def test_plan_json_with_a_cluster_becomes_a_job(cli, tmp_path):
+    """The hook for `moeplan export PLAN.json`: a cluster plan carries its layout into the Megatron script."""
+    from moeplan.cluster.launch import job_from_plan
+
+    out = cli("plan", "--gpus", "64", "--days", "3", "--max-d-hidden", "3072", "--max-layers", "48",
+              "--max-experts", "64", "--ep", "8", "--json", "--storage", f"sqlite:///{tmp_path / 'p.db'}")
+    assert out.code == 0, out.err
+    path = tmp_path / "plan.json"
+    path.write_text(out.out)
+    plan = out.json()
+    script = job_from_plan(path, "megatron")
+    layout = plan["cluster"]["layout"]
+    assert f"--expert-model-parallel-size {layout['ep']} \\" in script
+    assert f"--global-batch-size {layout['global_batch']} \\" in script
+    assert f"--train-samples {round(plan['tokens'] / plan['architecture']['seq_len'])} \\" in script
+    toml = tomllib.loads(job_from_plan(path, "torchtitan"))
+    assert toml["parallelism"]["expert_parallel_degree"] == layout["ep"]
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(plan["architecture"]))
+    assert job_from_plan(arch, "megatron") is None

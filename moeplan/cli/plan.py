@@ -34,7 +34,7 @@ def _opt(*names, help: str, panel: str = CAPS, **kw):
 def plan_command(
     flops: Annotated[float | None, _opt("--flops", help="Training compute in FLOPs.")] = None,
     gpu_hours: Annotated[float | None, _opt("--gpu-hours", help="Budget as accelerator-hours.")] = None,
-    gpu: Annotated[str | None, _opt("--gpu", help="Accelerator: a100, h100, h200, b200, mi300x, tpu-v5p.")] = None,
+    gpu: Annotated[str | None, _opt("--gpu", help="Accelerator for --gpu-hours or --gpus: a100-80g, h100, h800, h200, b200, gb200, mi300x, tpu-v5p.")] = None,
     gpu_flops: Annotated[float | None, _opt("--gpu-flops", help="Peak dense FLOP/s per accelerator.")] = None,
     mfu: Annotated[float | None, _opt("--mfu", help="Model FLOPs utilisation for --gpu-hours [default: 0.4].")] = None,
     max_params: Annotated[float | None, _opt("--max-params", help="Cap on total parameters.")] = None,

@@ -18,7 +18,7 @@ class Accelerator(BaseModel):
 
     key: str
     name: str
-    hbm_gb: PositiveFloat = Field(description="HBM per device, GB")
+    hbm_gb: PositiveFloat = Field(description="HBM per device as marketed (GB), read as GiB: HBM stacks are binary")
     bf16_flops: PositiveFloat = Field(description="peak dense bf16 FLOP/s")
     fp8_flops: PositiveFloat | None = Field(None, description="peak dense fp8 FLOP/s; None: no fp8 units")
     hbm_tbps: PositiveFloat = Field(description="HBM bandwidth, TB/s")

@@ -137,3 +137,18 @@ def job_text(arch: Architecture, layout: Layout, options: MemoryOptions, tokens:
     if fmt == "torchtitan":
         return torchtitan_toml(arch, layout, options, tokens, lr)
     raise ValueError(f"unknown job format {fmt!r}; choose one of {', '.join(JOB_FORMATS)}")
+
+
+def job_from_plan(path, fmt: str, lr: float | None = None) -> str | None:
+    """The job file of a plan JSON written with a cluster (`moeplan plan --gpus ... --json`), or None when the
+    file is not such a plan: the one-line hook for `moeplan export PLAN.json --format megatron|torchtitan`."""
+    from moeplan.flops.hf import read_json
+
+    data = read_json(path)
+    cluster = data.get("cluster") if isinstance(data, dict) else None
+    if not isinstance(cluster, dict) or "layout" not in cluster:
+        return None
+    arch = Architecture(**data["architecture"])
+    options = MemoryOptions(**(data["request"]["cluster"]["memory"] | {"recompute": cluster["recompute"]}))
+    return job_text(arch, Layout(**cluster["layout"]), options, float(data["tokens"]), fmt,
+                    lr if lr is not None else data.get("ling_learning_rate"))

@@ -28,7 +28,7 @@ from moeplan.cluster.layout import Layout, Recompute
 from moeplan.flops import formulas as f
 from moeplan.flops.architecture import Architecture
 
-GIB = 2**30  # HBM comes in binary sizes: an "80 GB" H100 holds 80 GiB (nvidia-smi: 81,559 MiB)
+GIB = 2**30  # HBM comes in binary sizes: an "80 GB" H100 holds 80 GiB (nvidia-smi: 81,559 MiB usable)
 RecomputeModule = Literal["core_attn", "layernorm", "mla_up_proj", "moe_act", "mlp", "shared_experts"]
 MIB = 1024 * 1024
 
@@ -281,12 +281,13 @@ def _in_flight(L):
     return np.where(L.vp > 1, L.pp * (1 + (L.pp - 1) / (L.pp * L.vp)), np.minimum(L.pp, np.maximum(micro_batches, 1)))
 
 
-def _activation_bytes(s, L, o: MemoryOptions, stage: int, counts, per_token, in_flight) -> dict:
-    """Activations and dispatch buffers of one stage for one micro-batch size and recompute choice."""
+def _activation_pieces(s, L, o: MemoryOptions, stage: int, counts, per_token) -> tuple:
+    """Activation bytes of one stage per sequence of the micro-batch: (held per micro-batch in flight, held
+    once, dispatch buffers)."""
     tp, pp = L.tp, L.pp
     layers, n_dense, n_moe = counts
     attn, dense_act, moe_act = per_token
-    tokens = L.micro_batch * s.seq / L.cp  # per device per micro-batch, before TP's sequence split
+    tokens = s.seq / L.cp  # per sequence, before TP's sequence split
     is_first, is_last = stage == 0, (stage == 1) | (pp == 1)
     if o.recompute == "full":
         per_layer = 2 * s.d_hidden / tp * layers
@@ -294,13 +295,18 @@ def _activation_bytes(s, L, o: MemoryOptions, stage: int, counts, per_token, in_
     else:
         per_layer = layers * attn + n_dense * dense_act + n_moe * moe_act
         transient = 0
-    flight = in_flight if is_first else 1
-    act = tokens * (per_layer * flight + transient)
     if is_first:
-        act = act + tokens * 8 * flight  # input ids (int64), Megatron's 8sbp term
-    act = act + np.where(is_last, tokens * (2 * s.d_hidden / tp + 4 * s.vocab / tp), 0)  # fp32 logits
+        per_layer = per_layer + 8  # input ids (int64), Megatron's 8sbp term
+    once = transient + np.where(is_last, 2 * s.d_hidden / tp + 4 * s.vocab / tp, 0)  # fp32 logits
     buffers = np.where(n_moe > 0, 2 * tokens / tp * s.top_k * o.capacity_factor * 2 * s.d_hidden, 0)
-    return {"activations": act, "dispatch_buffers": buffers}
+    return tokens * per_layer, tokens * once, buffers
+
+
+def _activation_bytes(s, L, o: MemoryOptions, stage: int, counts, per_token, in_flight) -> dict:
+    """Activations and dispatch buffers of one stage for one micro-batch size and recompute choice."""
+    held, once, buffers = _activation_pieces(s, L, o, stage, counts, per_token)
+    flight = in_flight if stage == 0 else 1
+    return {"activations": L.micro_batch * (held * flight + once), "dispatch_buffers": L.micro_batch * buffers}
 
 
 def device_memory(shape, layouts, options: MemoryOptions = MemoryOptions()) -> dict[str, np.ndarray]:
@@ -328,23 +334,21 @@ def device_memory(shape, layouts, options: MemoryOptions = MemoryOptions()) -> d
 
 
 def device_memory_variants(shape, layout, options: MemoryOptions, micro_batches, recomputes) -> dict:
-    """Total bytes per device of one layout for each (micro-batch, recompute) pair: the state is computed once
-    (the planner's fast path; equal to `device_memory` pair by pair)."""
+    """Total bytes per device of one layout for each (micro-batch, recompute) pair: the state and the
+    activations per sequence are computed once (the planner's fast path; equal to `device_memory`)."""
     s, L, reserve = shape, layout_arrays(layout), options.reserve_gib * GIB
     counts = _stage_counts(s, L.pp)
     state = [_state_bytes(s, L, options, stage, c) for stage, c in enumerate(counts)]
     state = [st["weights"] + st["gradients"] + st["optimizer"] + reserve for st in state]
+    flights = {mb: _in_flight(SimpleNamespace(**(vars(L) | {"micro_batch": np.int64(mb)}))) for mb in micro_batches}
     out = {}
     for rc in recomputes:
         o = options.model_copy(update={"recompute": rc})
         per_token = _layer_activation_bytes(s, L, o)
+        pieces = [_activation_pieces(s, L, o, stage, c, per_token) for stage, c in enumerate(counts)]
         for mb in micro_batches:
-            Lm = SimpleNamespace(**(vars(L) | {"micro_batch": np.int64(mb)}))
-            in_flight = _in_flight(Lm)
-            totals = []
-            for stage, c in enumerate(counts):
-                a = _activation_bytes(s, Lm, o, stage, c, per_token, in_flight)
-                totals.append(state[stage] + a["activations"] + a["dispatch_buffers"])
+            totals = [state[k] + mb * (held * (flights[mb] if k == 0 else 1) + once + buffers)
+                      for k, (held, once, buffers) in enumerate(pieces)]
             out[(mb, rc)] = np.maximum(*totals)
     return out
 

@@ -119,6 +119,9 @@ def cluster_tokens(space, arrays: dict, flops_per_token) -> dict[str, np.ndarray
     else:
         tokens = r.compute / flops_per_token
     days = tokens / rate / SECONDS_PER_DAY
+    # Megatron-Core needs TP to divide the kv heads too; the space's d_hidden step only guarantees the query heads
+    accepted = (np.asarray(arrays["n_kv_heads"]) % r.tensor_parallel == 0) & (np.asarray(arrays["n_heads"]) % r.tensor_parallel == 0)
+    out["fits"] = out["fits"] & accepted
     ok = out["fits"]
     if r.cluster.days is not None and not days_budget(r):
         ok = ok & (days <= r.cluster.days * (1 + 1e-9))
@@ -160,18 +163,26 @@ def cluster_report(space, arch, tokens: float, flops_per_token: float, without_p
 
 
 def infeasible_on_cluster(space):
-    """One line when memory per device rules out every buildable model: the least it would need."""
+    """One line when the cluster rules out every buildable model: TP dividing no kv-head count, or memory per
+    device, naming the least memory any buildable model would need."""
     from moeplan.errors import MoeplanError
 
     r = space.request
+    c = r.cluster
     pairs = np.arange(len(space.pairs[0]))
+    heads = space.pairs[1] // r.d_head
+    accepted = (heads % r.tensor_parallel == 0) & ((heads // r.gqa_group) % r.tensor_parallel == 0)
+    if not accepted.any():
+        return MoeplanError(f"TP {r.tensor_parallel} divides the kv heads of no buildable model (kv heads = "
+                            f"d_hidden / {r.d_head} / {r.gqa_group}, d_hidden <= {r.priors.max_d_hidden}); "
+                            "lower --tp or raise --max-d-hidden")
     j_lo, _ = space.expert_index_range
     smallest = space.evaluate(pairs, 0, j_lo, space.min_expert_index(space.combos[0][0]))
     if smallest.cluster is None or smallest.cluster["memory_fits"].any():
         return None
-    k = int(np.argmin(smallest.cluster["least_memory"]))
-    c = r.cluster
+    least = np.where(accepted, smallest.cluster["least_memory"], np.inf)
+    k = int(np.argmin(least))
     return MoeplanError(
-        f"no buildable model fits {c.gpus} x {c.gpu}: the smallest needs {smallest.cluster['least_memory'][k] / GIB:.1f} "
+        f"no buildable model fits {c.gpus} x {c.gpu}: the smallest needs {least[k] / GIB:.1f} "
         f"GiB per device on TP {r.tensor_parallel}, EP {r.expert_parallel}, PP {r.pipeline_parallel} "
         f"(HBM {c.device().hbm_gb:g} GiB); raise --ep or --pp, or add devices")

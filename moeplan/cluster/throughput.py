@@ -47,11 +47,21 @@ class Efficiency(BaseModel):
     source: str = "fitted to data/published.json (docs/cluster.md)"
 
 
+def _gemm_terms(m, k, n, count, in_bytes):
+    """(FLOPs, bytes growing with m, fixed bytes) of `count` forward GEMMs (m x k) @ (k x n): inputs of
+    `in_bytes`, bf16 outputs; the fixed bytes are the weights, read whatever the number of rows."""
+    return count * 2.0 * m * k * n, count * (in_bytes * m * k + 2.0 * m * n), count * in_bytes * k * n
+
+
+def _roofline(terms, scale, peak, hbm):
+    """Roofline time (Williams et al. 2009) of GEMMs whose rows are `scale` times those of `terms`."""
+    flops, moving, fixed = terms
+    return np.maximum(scale * flops / peak, (scale * moving + fixed) / hbm)
+
+
 def _gemm(m, k, n, count, peak, hbm, in_bytes):
     """Roofline time of `count` forward GEMMs (m x k) @ (k x n): max(FLOPs / peak, bytes / bandwidth)."""
-    flops = 2.0 * m * k * n
-    moved = in_bytes * (m * k + k * n) + 2.0 * m * n
-    return count * np.maximum(flops / peak, moved / hbm)
+    return _roofline(_gemm_terms(m, k, n, count, in_bytes), 1, peak, hbm)
 
 
 def _link_time(volume, group, dev: Accelerator):
@@ -60,48 +70,36 @@ def _link_time(volume, group, dev: Accelerator):
     return np.maximum(volume * inside / (dev.scaleup_gbps * 1e9), volume * (1 - inside) / (dev.internode_gbps * 1e9))
 
 
-def step_parts(shape, layouts, dev: Accelerator, options: MemoryOptions = MemoryOptions()) -> dict[str, np.ndarray]:
-    """Seconds per micro-batch on the slowest stage, by kind (compute, network, memory), before efficiency,
-    and the step's micro-batch count with the bubble (`slots`)."""
-    s, L, o = shape, layout_arrays(layouts), options
+def _pieces(s, L, dev: Accelerator, o: MemoryOptions) -> dict:
+    """Everything of a step that is linear in the micro-batch, for one sequence per micro-batch."""
     tp, cp, pp, ep, etp = L.tp, L.cp, L.pp, L.ep, L.etp
     dp = L.world // (tp * cp * pp)
-    tokens = L.micro_batch * s.seq / cp
-    peak = dev.peak_flops(o.fp8)
-    hbm = dev.hbm_tbps * 1e12
+    tokens = s.seq / cp  # per sequence of the micro-batch
     x = 1 if o.fp8 and dev.fp8_flops else 2
     h = s.d_hidden
     layers = -(-s.n_layers // pp)
     dense_frac = np.minimum(s.n_dense, layers) / layers  # the first stage holds the dense layers
-    moe_layers = layers * (1 - dense_frac)
-    dense_layers = layers * dense_frac
-    # GEMMs per layer, forward, one device
-    attn = _gemm(tokens, h, s.attn_matmul / h / tp, 1, peak, hbm, x)
-    scores = tokens * s.scores / tp / dev.bf16_flops
-    dense_ffn = _gemm(tokens, h, 3 * s.d_dense / tp, 1, peak, hbm, x)
-    shared = _gemm(tokens, h, 3 * s.shared_width / tp, 1, peak, hbm, x)
-    router = _gemm(tokens / tp, h, s.n_experts, 1, peak, hbm, 2)
+    moe_layers, dense_layers = layers * (1 - dense_frac), layers * dense_frac
     local = s.n_experts / ep
-    per_expert = tokens / tp * s.top_k * o.capacity_factor * etp / local
-    experts = _gemm(per_expert, h, 3 * s.d_expert / etp, local, peak, hbm, x)
-    head = _gemm(tokens, h, s.vocab / tp, 1, peak, hbm, x)
-    forward = layers * (attn + scores) + dense_layers * dense_ffn + moe_layers * (shared + router + experts)
-    extra = {"none": 0.0, "selective": layers * scores, "full": forward}[o.recompute]
-    compute = 3 * forward + extra + 3 * head
-    # exposed communication per micro-batch
-    a2a = 4 * _link_time(tokens / tp * s.top_k * o.capacity_factor * h * 2 * (ep - 1) / ep, ep * etp, dev)
-    etp_gather = 4 * _link_time(tokens / tp * s.top_k * o.capacity_factor * h * 2 * (etp - 1), etp, dev)
+    copies = tokens / tp * s.top_k * o.capacity_factor
+    gemms = {  # forward GEMMs of one layer (the head: once), one device
+        "attn": _gemm_terms(tokens, h, s.attn_matmul / h / tp, 1, x),
+        "dense_ffn": _gemm_terms(tokens, h, 3 * s.d_dense / tp, 1, x),
+        "shared": _gemm_terms(tokens, h, 3 * s.shared_width / tp, 1, x),
+        "router": _gemm_terms(tokens / tp, h, s.n_experts, 1, 2),
+        "experts": _gemm_terms(copies * etp / local, h, 3 * s.d_expert / etp, local, x),
+        "head": _gemm_terms(tokens, h, s.vocab / tp, 1, x),
+    }
+    a2a = 4 * _link_time(copies * h * 2 * (ep - 1) / ep, ep * etp, dev)
+    etp_gather = 4 * _link_time(copies * h * 2 * (etp - 1), etp, dev)
     tp_coll = 8 * _link_time(tokens * h * 2 * (tp - 1) / tp, tp, dev)
     cp_kv = 3 * _link_time(tokens / tp * s.kv_dim * 2 * (cp - 1) / cp, cp * tp, dev)
     # stage boundaries: one send forward and one backward per virtual stage; PP is Megatron's outermost rank
     p2p = np.where(pp > 1, 2 * L.vp * tokens / tp * h * 2 / (dev.internode_gbps * 1e9), 0)
-    network = moe_layers * (a2a + etp_gather) + layers * (tp_coll + cp_kv) + p2p
-    # elementwise kernels: every activation byte written in forward, read in backward, twice over
+    # elementwise kernels: every activation byte written in forward, read in backward, twice over;
     # flash attention keeps no scores; attention sinks had no fused kernel, so scores go through HBM (5as)
-    att_b, dense_b, moe_b = _layer_activation_bytes(s, L, MemoryOptions(fp8=o.fp8, recompute="none" if s.sinks else "selective"))
-    memory = 4 * tokens * (layers * att_b + dense_layers * dense_b + moe_layers * moe_b) / hbm
-    micro_batches = L.batch // (L.micro_batch * dp)
-    slots = micro_batches + (pp - 1) / L.vp
+    traffic = MemoryOptions(fp8=o.fp8, recompute="none" if s.sinks else "selective")
+    att_b, dense_b, moe_b = _layer_activation_bytes(s, L, traffic)
     # once per step: the distributed optimizer's gradient reduce-scatter and parameter all-gather (bf16)
     edp = L.world // (etp * ep * pp)
     dense_params = (layers * s.attn_params + moe_layers * s.moe_dense_params + dense_layers * s.dense_ffn_params
@@ -109,24 +107,57 @@ def step_parts(shape, layouts, dev: Accelerator, options: MemoryOptions = Memory
     expert_params = moe_layers * s.expert_params / (ep * etp)
     grads = (_link_time(4 * dense_params * (dp - 1) / dp, tp * cp * dp, dev)
              + _link_time(4 * expert_params * (edp - 1) / edp, etp * ep * edp, dev))
-    return {"compute": compute, "network": network, "memory": memory, "layers": layers * 1.0, "slots": slots,
-            "network_step": grads, "tokens_per_step": L.batch * s.seq * 1.0, "forward": forward,
-            "scores_forward": layers * scores}
+    return {"gemms": gemms, "scores": tokens * s.scores / tp / dev.bf16_flops, "layers": layers,
+            "dense_layers": dense_layers, "moe_layers": moe_layers,
+            "network": moe_layers * (a2a + etp_gather) + layers * (tp_coll + cp_kv) + p2p,
+            "memory": 4 * tokens * (layers * att_b + dense_layers * dense_b + moe_layers * moe_b)
+            / (dev.hbm_tbps * 1e12),
+            "network_step": grads, "dp": dp, "peak": dev.peak_flops(o.fp8), "hbm": dev.hbm_tbps * 1e12}
+
+
+def _times(p: dict) -> dict:
+    """Each GEMM family's (seconds of FLOPs, seconds of rows' bytes, seconds of weight bytes) per sequence,
+    weighted by how many layers of the stage run it: a roofline is then max(mb a, mb b + c)."""
+    weights = {"attn": p["layers"], "dense_ffn": p["dense_layers"], "shared": p["moe_layers"],
+               "router": p["moe_layers"], "experts": p["moe_layers"], "head": 3.0}
+    return {k: (weights[k] * f / p["peak"], weights[k] * m / p["hbm"], weights[k] * w / p["hbm"])
+            for k, (f, m, w) in p["gemms"].items()}
+
+
+def _parts(p: dict, L, micro_batch, seq, recompute: str, times: dict | None = None) -> dict[str, np.ndarray]:
+    """The step's parts for `micro_batch` sequences per micro-batch from the linear pieces `p`."""
+    times = times or _times(p)
+    g = {k: np.maximum(micro_batch * a, micro_batch * b + c) for k, (a, b, c) in times.items()}
+    scores = micro_batch * p["scores"]
+    forward = p["layers"] * scores + g["attn"] + g["dense_ffn"] + g["shared"] + g["router"] + g["experts"]
+    extra = {"none": 0.0, "selective": p["layers"] * scores, "full": forward}[recompute]
+    micro_batches = L.batch // (micro_batch * p["dp"])
+    return {"compute": 3 * forward + extra + g["head"], "network": micro_batch * p["network"],
+            "memory": micro_batch * p["memory"], "layers": p["layers"] * 1.0,
+            "slots": micro_batches + (L.pp - 1) / L.vp, "network_step": p["network_step"],
+            "tokens_per_step": L.batch * seq * 1.0, "forward": forward, "scores_forward": p["layers"] * scores}
+
+
+def step_parts(shape, layouts, dev: Accelerator, options: MemoryOptions = MemoryOptions()) -> dict[str, np.ndarray]:
+    """Seconds per micro-batch on the slowest stage, by kind (compute, network, memory), before efficiency,
+    and the step's micro-batch count with the bubble (`slots`)."""
+    L = layout_arrays(layouts)
+    return _parts(_pieces(shape, L, dev, options), L, L.micro_batch, shape.seq, options.recompute)
 
 
 def step_time_variants(shape, layout, dev: Accelerator, options: MemoryOptions, micro_batches, recomputes,
                        eff: Efficiency) -> dict:
-    """Seconds per step of one layout for each (micro-batch, recompute) pair, the GEMMs evaluated once per
-    micro-batch (the planner's fast path; equal to `step_time` pair by pair)."""
+    """Seconds per step of one layout for each (micro-batch, recompute) pair, the linear pieces computed once
+    (the planner's fast path; equal to `step_time` pair by pair)."""
     L = layout_arrays(layout)
+    pieces = _pieces(shape, L, dev, options)
+    times = _times(pieces)
     out = {}
     for mb in micro_batches:
-        Lm = SimpleNamespace(**(vars(L) | {"micro_batch": np.int64(mb)}))
-        parts = step_parts(shape, Lm, dev, options.model_copy(update={"recompute": "none"}))
-        base = parts["compute"]
+        parts = _parts(pieces, L, mb, shape.seq, "none", times)
         for rc in recomputes:
             extra = {"none": 0.0, "selective": parts["scores_forward"], "full": parts["forward"]}[rc]
-            out[(mb, rc)] = step_time(parts | {"compute": base + extra}, eff)
+            out[(mb, rc)] = step_time(parts | {"compute": parts["compute"] + extra}, eff)
     return out
 
 

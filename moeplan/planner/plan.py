@@ -276,7 +276,7 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
         from moeplan.cluster.planning import cluster_report
 
         plan_ = plan_.model_copy(update=cluster_report(space, arch, plan_.tokens, plan_.train_flops_per_token,
-                                                       _without_prior(request, law)))
+                                                       _without_prior(request, law, plan_.loss)))
     if samples:
         x = {"N": plan_.total.without_embeddings, "D": plan_.tokens, "N_a": plan_.active.without_embeddings,
              "G": plan_.activated_experts, "S": plan_.shared_ratio}
@@ -285,12 +285,14 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     return plan_
 
 
-def _without_prior(request: PlanRequest, law: Law) -> Candidate | None:
+def _without_prior(request: PlanRequest, law: Law, prior_loss: float) -> Candidate | None:
     """The best point of the same space with (almost) no tokens-per-parameter floor: what the law and the
-    cluster alone would pick."""
+    cluster alone would pick. The prior's plan is feasible here too, so its loss starts as the incumbent."""
+    from moeplan.planner.solve import branch_and_bound, bound_is_valid
+
     free = request.model_copy(update={"priors": request.priors.model_copy(update={"min_tokens_per_param": 1e-9})})
     space = Space(free, law)
-    band, _, _ = solve(space, 0.0)
+    band = branch_and_bound(space, 0.0, incumbent=prior_loss) if bound_is_valid(space) else solve(space, 0.0)[0]
     return _candidate(space, band, 0) if len(band) else None
 
 
