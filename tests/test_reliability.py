@@ -228,3 +228,22 @@ def test_ctrl_c_with_workers_stores_every_finished_trial_and_stops_them(tmp_path
     study = optuna.load_study(study_name="w", storage=url)
     assert all(t.state.is_finished() for t in study.trials)
     assert json.loads(out)["trials"] <= len(study.trials) < 3000
+
+
+# -- output -------------------------------------------------------------------------------------------
+def test_user_strings_with_rich_markup_are_printed_as_given(tmp_path, cli, monkeypatch):
+    """A path or study name containing `[` crashed the output step after the file or study was written."""
+    from tests.robustness_fixtures import ARCH
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "a[" / "x]"  # the path holds "[/x]", a closing tag to rich
+    folder.mkdir(parents=True)
+    config = folder / "[bold]model.json"
+    config.write_text(json.dumps(ARCH))
+    counted = cli("count", config)
+    assert counted.code == 0 and "a[/x]/[bold]model." in counted.out, counted.err
+    exported = cli("export", config, "--out", folder / "[red]out.json")
+    assert exported.code == 0 and exported.err.strip() == f"wrote {folder / '[red]out.json'}", exported.err
+    planned = cli("plan", *SMALL, "--study", "[x] [/y]", "--storage", f"sqlite:///{folder / '[db].db'}")
+    assert planned.code == 0, planned.err
+    assert "study [x] [/y] in" in " ".join(planned.out.split())

@@ -16,7 +16,7 @@ ConventionOpt = Annotated[
 SeqLenOpt = Annotated[int | None, typer.Option("--seq-len", min=1, help="Training sequence length.")]
 
 stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)  # notices stay one line
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)  # one line each; paths print as given
 
 
 def emit_json(model: BaseModel) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from moeplan.cli.common import ConventionOpt, JsonOpt, SeqLenOpt, emit_json, human, stdout
@@ -29,7 +30,7 @@ def count_command(
     if json_out:
         emit_json(result)
     else:
-        render(result, str(config))
+        render(result, escape(str(config)))  # a path is text, not rich markup
 
 
 def render(c: Count, title: str) -> None:

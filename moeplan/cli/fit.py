@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from moeplan.cli.common import JsonOpt, emit_json, stdout
@@ -74,4 +75,4 @@ def fit_command(
                         "" if row.holdout_mae is None else f"{row.holdout_mae:.4f}", row.note)
         stdout.print(cmp)
     if report.out:
-        stdout.print(f"wrote {report.out}: plan with it by moeplan plan --law-params {report.out}")
+        stdout.print(escape(f"wrote {report.out}: plan with it by moeplan plan --law-params {report.out}"))

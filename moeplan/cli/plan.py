@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from moeplan.cli.common import ConventionOpt, JsonOpt, emit_json, human, stderr, stdout
 from moeplan.cli.options import convention_option
 from moeplan.errors import UsageError
-from moeplan.flops.hf import validation_message
+from moeplan.jsonio import validation_message
 
 PRIORS = "Shape priors"
 CAPS = "Budget and caps"
@@ -175,7 +176,7 @@ def render(p) -> None:
     if p.verified:
         t.add_row("verified", f"regret {p.regret:.3g} against {p.certificate_points:,} enumerated configurations")
     t.add_row("search", f"{p.points_evaluated:,} of {p.space_size:,} configurations evaluated; "
-                        f"study {p.study_name} in {p.storage} ({p.trials} trials)")
+                        f"study {escape(p.study_name)} in {escape(p.storage)} ({p.trials} trials)")
     stdout.print(t)
     rows = p.pareto_front if p.pareto_front else p.alternatives
     if rows:
