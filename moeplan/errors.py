@@ -11,3 +11,7 @@ class UsageError(MoeplanError):
     """A usage error (exit code 2): the command line itself is wrong (unknown name, bad option value)."""
 
     exit_code = 2
+
+
+class Notice(UserWarning):
+    """Something the user should know that does not stop the command; the CLI prints it as one line."""

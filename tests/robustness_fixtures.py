@@ -62,7 +62,7 @@ def api_call(expression: str) -> tuple[str, str]:
     try:
         eval(expression, names)  # the table's own API examples, nothing else
     except ValidationError as err:
-        from moeplan.flops.hf import validation_message
+        from moeplan.jsonio import validation_message
 
         return "ValidationError", validation_message(err)
     except Exception as err:  # noqa: BLE001 - the row names the exception type it expects

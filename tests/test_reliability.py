@@ -228,3 +228,81 @@ def test_ctrl_c_with_workers_stores_every_finished_trial_and_stops_them(tmp_path
     study = optuna.load_study(study_name="w", storage=url)
     assert all(t.state.is_finished() for t in study.trials)
     assert json.loads(out)["trials"] <= len(study.trials) < 3000
+
+
+# -- output -------------------------------------------------------------------------------------------
+def test_user_strings_with_rich_markup_are_printed_as_given(tmp_path, cli, monkeypatch):
+    """A path or study name containing `[` crashed the output step after the file or study was written."""
+    from tests.robustness_fixtures import ARCH
+
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "a[" / "x]"  # the path holds "[/x]", a closing tag to rich
+    folder.mkdir(parents=True)
+    config = folder / "[bold]model.json"
+    config.write_text(json.dumps(ARCH))
+    counted = cli("count", config)
+    assert counted.code == 0 and "a[/x]/[bold]model" in counted.out, counted.err
+    exported = cli("export", config, "--out", folder / "[red]out.json")
+    assert exported.code == 0 and exported.err.strip() == f"wrote {folder / '[red]out.json'}", exported.err
+    planned = cli("plan", *SMALL, "--study", "[x] [/y]", "--storage", f"sqlite:///{folder / '[db].db'}")
+    assert planned.code == 0, planned.err
+    assert "study [x] [/y] in" in " ".join(planned.out.split())
+
+
+def test_a_busy_port_is_one_line_before_any_banner(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    plan(request(url))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run("dashboard", "--storage", url, "--port", port, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == f"moeplan: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"
+
+
+def _start_bootstrap(tmp_path) -> tuple[subprocess.Popen, list[int]]:
+    from tests.test_fit import synthetic, write_runs
+
+    runs = tmp_path.parent / f"{tmp_path.name}-runs.csv"
+    write_runs(runs, synthetic(0.005, seed=2))
+    p = subprocess.Popen([*MOEPLAN, "fit", runs, "--law", "hy", "--starts", "4", "--bootstrap", "5000",
+                          "--out", tmp_path / "fitted.json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_children(p.pid)) < 2:
+        time.sleep(0.1)
+    workers = _children(p.pid)
+    assert len(workers) >= 2, p.stderr.read() if p.poll() is not None else "no pool"
+    time.sleep(1)
+    return p, workers
+
+
+def _all_gone(pids: list[int], within: float = 15) -> bool:
+    deadline = time.time() + within
+    while time.time() < deadline and any(_alive(w) for w in pids):
+        time.sleep(0.1)
+    return not any(_alive(w) for w in pids)
+
+
+@pytest.mark.slow
+def test_bootstrap_workers_die_with_a_killed_fit(tmp_path):
+    p, workers = _start_bootstrap(tmp_path)
+    p.kill()
+    p.wait()
+    assert _all_gone(workers)
+    assert not (tmp_path / "fitted.json").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_bootstrap_at_once_in_one_line(tmp_path):
+    import signal
+
+    p, workers = _start_bootstrap(tmp_path)
+    start = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert time.monotonic() - start < 10
+    assert p.returncode == 130 and err == "moeplan: error: interrupted\n", err
+    assert _all_gone(workers)
+    assert sorted(x.name for x in tmp_path.iterdir()) == []

@@ -29,7 +29,7 @@ class _Stdout(Console):
 
 
 stdout = _Stdout(highlight=False)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)  # notices stay one line
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)  # one line each; paths print as given
 
 
 def emit_json(model: BaseModel) -> None:

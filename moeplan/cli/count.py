@@ -36,7 +36,8 @@ def count_command(
 
 def render(c: Count, title: str) -> None:
     """Exact numbers in full, in a table that fits 80 columns: no cell is ever cut (human units follow it)."""
-    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+    stdout.print(escape(title), soft_wrap=True)  # a path is text, not rich markup, and is never broken
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False,
                   caption=f"FLOPs convention {c.convention.value}, seq {c.seq_len:,}, causal {c.causal}",
                   caption_justify="left")
     table.add_column("component", no_wrap=True)

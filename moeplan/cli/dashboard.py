@@ -27,8 +27,22 @@ def dashboard_command(
     if path is not None and not path.is_file():
         raise MoeplanError(f"no study store at {path} (run moeplan plan first)")
     store = open_storage(storage)
+    _check_port(host, port)  # before any banner: a busy port is this command's one line, not a late traceback
     stderr.print(f"optuna-dashboard on http://{host}:{port} for {storage} (Ctrl-C stops it)")
     try:
         run_server(store, host=host, port=port)
+    except OSError as err:
+        raise MoeplanError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+
+
+def _check_port(host: str, port: int) -> None:
+    """Bind the address as the server will (SO_REUSEADDR, like wsgiref), then let it go."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
     except OSError as err:
         raise MoeplanError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.markup import escape
 
 from moeplan.cli.common import ForceOpt, stderr
 from moeplan.flops.export import export_target, render_export, write_export
-from moeplan.flops.hf import load_architecture, read_json
+from moeplan.flops.hf import load_architecture
+from moeplan.jsonio import read_json
 
 FormatOpt = Annotated[Literal["hf", "megatron"], typer.Option("--format", "-f", help="hf (config.json) or megatron.")]
 FamilyOpt = Annotated[str | None, typer.Option(
@@ -37,7 +37,7 @@ def export_command(
         sys.stdout.write(render_export(arch, fmt, family))
         return
     written = write_export(arch, fmt, out, family, force)
-    stderr.print(f"wrote {escape(str(written))}")
+    stderr.print(f"wrote {written}")
 
 
 def _planned_family(source: Path) -> str | None:

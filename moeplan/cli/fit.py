@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.table import Table
-
 from rich.markup import escape
+from rich.table import Table
 
 from moeplan.cli.common import ForceOpt, JsonOpt, emit_json, progress, stdout
 from moeplan.errors import UsageError
@@ -82,4 +81,4 @@ def fit_command(
                         "" if row.holdout_mae is None else f"{row.holdout_mae:.4f}", row.note)
         stdout.print(cmp)
     if report.out:
-        stdout.print(f"wrote {escape(report.out)}: plan with it by moeplan plan --law-params {escape(report.out)}")
+        stdout.print(escape(f"wrote {report.out}: plan with it by moeplan plan --law-params {report.out}"))

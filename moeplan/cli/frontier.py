@@ -12,12 +12,11 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from rich import box
-from rich.markup import escape
 
 from moeplan.cli.common import ForceOpt, JsonOpt, emit_json, human, progress, stderr, stdout
 from moeplan.errors import UsageError
 from moeplan.files import check_output
-from moeplan.flops.hf import validation_message
+from moeplan.jsonio import validation_message
 
 
 def frontier_command(
@@ -56,13 +55,13 @@ def frontier_command(
         result = frontier(request, points)
     if csv_out is not None:
         _write_csv(result, csv_out, force)
-        stderr.print(f"wrote {escape(str(csv_out))}")
+        stderr.print(f"wrote {csv_out}")
     if plot is not None:
         from moeplan.plots import frontier_figure, save
 
         with progress("drawing the frontier"):
             written = save(frontier_figure(result), plot, dpi, force)
-        stderr.print(f"wrote {escape(str(written))}")
+        stderr.print(f"wrote {written}")
     if json_out:
         emit_json(result)
         return

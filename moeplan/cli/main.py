@@ -85,9 +85,44 @@ def _stdout_closed() -> None:
     sys.exit(0)
 
 
+def _one_line_warnings(debug: bool) -> None:
+    """Warnings print as one line each (`moeplan: note: ...`), never with their source line; numpy's
+    floating-point RuntimeWarnings only with --debug (the code guards the overflow it expects)."""
+    import warnings
+
+    from moeplan.errors import Notice
+
+    def show(message, category, _filename, _lineno, _file=None, _line=None) -> None:
+        kind = "note" if issubclass(category, Notice) else f"warning: {category.__name__}"
+        print(f"moeplan: {kind}: {str(message).splitlines()[0] if str(message) else ''}", file=sys.stderr)
+
+    warnings.showwarning = show
+    if not debug:
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+
+
+def _note_ctrl_c() -> list[int]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is remembered: typer turns it into a silent exit 130, which
+    still deserves its one line. (A plan's study catches Ctrl-C itself and says what it kept.)"""
+    import signal
+    import threading
+
+    hits: list[int] = []
+
+    def handler(signum, _frame):
+        hits.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+    return hits
+
+
 def main() -> None:
     """Console entry point: usage errors exit 2, domain errors exit 1, each as one line on stderr."""
     debug = "--debug" in sys.argv[1:]
+    _one_line_warnings(debug)
+    ctrl_c = _note_ctrl_c()
     try:
         code = typer.main.get_command(app).main(args=sys.argv[1:], prog_name="moeplan", standalone_mode=False)
     except getattr(click_exceptions, "NoArgsIsHelpError", ()) as err:
@@ -109,4 +144,11 @@ def main() -> None:
         if debug:
             raise
         _fail(f"{type(err).__name__}: {err}", 1)
+    except Exception as err:  # a bug: still one line, the traceback with --debug
+        if debug:
+            raise
+        _fail(f"internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+              "(rerun with --debug for the traceback)", 1)
+    if code == 130 and ctrl_c:
+        _fail("interrupted", 130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from moeplan.cli.common import JsonOpt, SeqLenOpt, emit_json, human, stdout
 from moeplan.errors import UsageError
-from moeplan.flops.hf import validation_message
+from moeplan.jsonio import validation_message
 
 HW = "Hardware (overrides the catalogue)"
 TRAIN = "Training choices"

@@ -18,7 +18,7 @@ from moeplan.cli.common import (ConventionOpt, ForceOpt, JsonOpt, emit_json, hum
 from moeplan.cli.options import convention_option
 from moeplan.errors import MoeplanError, UsageError
 from moeplan.files import check_output
-from moeplan.flops.hf import validation_message
+from moeplan.jsonio import validation_message
 from moeplan.plots import FORMATS, with_suffix
 
 PRIORS = "Shape priors"
@@ -182,10 +182,10 @@ def plan_command(
         from moeplan.flops.export import write_export
 
         written = write_export(result.architecture, export, out, family if export == "hf" else None, force)
-        stderr.print(f"wrote {escape(str(written))}")
+        stderr.print(f"wrote {written}")
     if plot is not None:
         for written in write_plan_plots(request, plot, result, dpi, force):
-            stderr.print(f"wrote {escape(str(written))}")
+            stderr.print(f"wrote {written}")
     if json_out:
         emit_json(result)
     else:

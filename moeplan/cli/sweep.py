@@ -13,7 +13,7 @@ from rich.table import Table
 
 from moeplan.cli.common import JsonOpt, emit_json, human, stderr, stdout
 from moeplan.errors import MoeplanError, UsageError
-from moeplan.flops.hf import validation_message
+from moeplan.jsonio import validation_message
 
 SIM = "Simulation"
 

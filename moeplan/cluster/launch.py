@@ -142,7 +142,7 @@ def job_text(arch: Architecture, layout: Layout, options: MemoryOptions, tokens:
 def job_from_plan(path, fmt: str, lr: float | None = None) -> str | None:
     """The job file of a plan JSON written with a cluster (`moeplan plan --gpus ... --json`), or None when the
     file is not such a plan: the one-line hook for `moeplan export PLAN.json --format megatron|torchtitan`."""
-    from moeplan.flops.hf import read_json
+    from moeplan.jsonio import read_json
 
     data = read_json(path)
     cluster = data.get("cluster") if isinstance(data, dict) else None

@@ -7,14 +7,15 @@ export, and the count equals the instantiated model's checkpoint tensors (tests/
 
 from __future__ import annotations
 
-import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from moeplan.errors import MoeplanError, UsageError
+from moeplan.errors import MoeplanError, Notice
 from moeplan.flops.architecture import MLA, Architecture
+from moeplan.jsonio import read_json, validation_message  # noqa: F401 - their home before moeplan.jsonio
 
 DEFAULT_SEQ_LEN = 4096
 
@@ -96,59 +97,142 @@ UNSUPPORTED = {
 }
 
 
-def _req(cfg: dict, *keys: str):
-    """The first of `keys` present in `cfg` (HF renamed several fields across versions)."""
+# Config fields that change the built model and that moeplan does not count: (why, whether it is an error).
+# False: the count stays the transformers model's (which leaves the part out too) and one line says so.
+UNCOUNTED = {
+    "num_nextn_predict_layers": ("multi-token-prediction layers (transformers does not build them either)", False),
+    "mlp_bias": ("biases in the MLP projections", True),
+}
+
+
+def _name(cfg: dict) -> str:
+    return str(cfg.get("model_type", "config"))
+
+
+def _present(cfg: dict, keys: tuple[str, ...]):
+    """(key, value) of the first of `keys` present and not null in `cfg` (HF renamed fields across versions)."""
     for key in keys:
         if cfg.get(key) is not None:
-            return cfg[key]
-    raise MoeplanError(f"{cfg.get('model_type', 'config')}: missing field {keys[0]!r}")
+            return key, cfg[key]
+    return keys[0], None
 
 
-def _scalar(cfg: dict, value, key: str) -> int:
+def _as_int(cfg: dict, key: str, value, low: int) -> int:
+    """`value` of field `key` as an integer >= low; a float, string or boolean is an error naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MoeplanError(f"{_name(cfg)}: {key} must be an integer, not {value!r}")
+    if value < low:
+        raise MoeplanError(f"{_name(cfg)}: {key}={value} must be at least {low}")
+    return value
+
+
+def _req(cfg: dict, *keys: str, low: int = 1) -> int:
+    """A required integer field (the first of `keys` present)."""
+    key, value = _present(cfg, keys)
+    if value is None:
+        raise MoeplanError(f"{_name(cfg)}: missing field {keys[0]!r}")
+    return _as_int(cfg, key, value, low)
+
+
+def _opt(cfg: dict, key: str, default: int | None, low: int = 1) -> int | None:
+    """An optional integer field: absent or null gives `default`; zero is not a stand-in for absent."""
+    value = cfg.get(key)
+    return default if value is None else _as_int(cfg, key, value, low)
+
+
+def _flag(cfg: dict, key: str, default: bool) -> bool:
+    """A boolean field: absent or null gives `default`; "false" or 0 is an error, not true."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise MoeplanError(f"{_name(cfg)}: {key} must be true or false, not {value!r}")
+    return value
+
+
+def _int_list(cfg: dict, key: str, low: int = 0) -> list[int]:
+    value = cfg.get(key) or []
+    if not isinstance(value, list):
+        raise MoeplanError(f"{_name(cfg)}: {key} must be a list of integers, not {value!r}")
+    return [_as_int(cfg, key, v, low) for v in value]
+
+
+def _str_list(cfg: dict, key: str) -> list[str] | None:
+    value = cfg.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise MoeplanError(f"{_name(cfg)}: {key} must be a list of strings, not {value!r}")
+    return value
+
+
+def _scalar(cfg: dict, keys: tuple[str, ...]) -> int:
+    """An integer field that some configs give per layer (all equal)."""
+    key, value = _present(cfg, keys)
     if isinstance(value, list):
-        if len(set(value)) != 1:
-            raise MoeplanError(f"{cfg.get('model_type')}: per-layer {key} {value} is not supported")
+        if not value or len(set(map(repr, value))) != 1:
+            raise MoeplanError(f"{_name(cfg)}: per-layer {key} {value} is not supported")
         value = value[0]
-    return int(value)
+    if value is None:
+        raise MoeplanError(f"{_name(cfg)}: missing field {keys[0]!r}")
+    return _as_int(cfg, key, value, 1)
+
+
+def _per_layer(cfg: dict, key: str, n_layers: int, types: list[str] | None) -> None:
+    if types is not None and len(types) != n_layers:
+        raise MoeplanError(f"{_name(cfg)}: {key} has {len(types)} entries for {n_layers} layers")
 
 
 def _dense_layers(fam: Family, cfg: dict, n_layers: int) -> tuple[int, ...]:
     if fam.dense == "first_k":
-        first, freq = cfg.get("first_k_dense_replace", 0) or 0, cfg.get("moe_layer_freq", 1) or 1
+        first, freq = _opt(cfg, "first_k_dense_replace", 0, low=0), _opt(cfg, "moe_layer_freq", 1)
         return tuple(i for i in range(n_layers) if i < first or i % freq)
     if fam.dense == "qwen":
-        only, step = set(cfg.get("mlp_only_layers") or ()), cfg.get("decoder_sparse_step", 1) or 1
+        only, step = set(_int_list(cfg, "mlp_only_layers")), _opt(cfg, "decoder_sparse_step", 1)
         return tuple(i for i in range(n_layers) if i in only or (i + 1) % step)
     if fam.dense == "mlp_layer_types":
-        types = cfg.get("mlp_layer_types")
+        types = _str_list(cfg, "mlp_layer_types")
         if types:
+            _per_layer(cfg, "mlp_layer_types", n_layers, types)
             return tuple(i for i, t in enumerate(types) if t != "sparse")
-        return tuple(range(cfg.get("first_k_dense_replace", 0) or 0))
+        return tuple(range(_opt(cfg, "first_k_dense_replace", 0, low=0)))
     return ()
 
 
 def _sliding(fam: Family, cfg: dict, n_layers: int) -> dict:
-    window = cfg.get("sliding_window")
-    if fam.sliding == "none" or window is None or cfg.get("use_sliding_window") is False:
+    if fam.sliding == "none" or cfg.get("sliding_window") is None or not _flag(cfg, "use_sliding_window", True):
         return {}
-    types = cfg.get("layer_types")
+    types = _str_list(cfg, "layer_types")
     if fam.sliding == "all":
         layers = tuple(range(n_layers))
     elif types:
+        _per_layer(cfg, "layer_types", n_layers, types)
         layers = tuple(i for i, t in enumerate(types) if t == "sliding_attention")
-    elif cfg.get("use_sliding_window"):
-        layers = tuple(range(cfg.get("max_window_layers", 0), n_layers))
+    elif _flag(cfg, "use_sliding_window", False):
+        layers = tuple(range(_opt(cfg, "max_window_layers", 0, low=0), n_layers))
     else:
         layers = ()
-    return {"sliding_window": window, "sliding_layers": layers} if layers else {}
+    if not layers:  # a window no layer uses (some families require an int even then) is not read
+        return {}
+    return {"sliding_window": _opt(cfg, "sliding_window", None), "sliding_layers": layers}
 
 
 def _flag_bias(fam: Family, cfg: dict) -> str:
     if isinstance(fam.attention_bias, str):
         return fam.attention_bias
     key, kind = fam.attention_bias
-    value = cfg.get(key)
-    return kind if (fam.attention_bias_default if value is None else value) else "none"
+    return kind if _flag(cfg, key, fam.attention_bias_default) else "none"
+
+
+def _uncounted(cfg: dict) -> None:
+    """Refuse, or name in one line, a field that changes the model and that the count leaves out."""
+    for key, (what, fatal) in UNCOUNTED.items():
+        value = cfg.get(key)
+        if value in (None, False, 0):
+            continue
+        if fatal:
+            raise MoeplanError(f"{_name(cfg)}: {key}={value!r} ({what}) is not supported")
+        warnings.warn(f"{_name(cfg)}: {key}={value!r}: {what} are left out of the count", Notice, stacklevel=4)
 
 
 def read_family(fam: Family, cfg: dict) -> dict:
@@ -157,45 +241,40 @@ def read_family(fam: Family, cfg: dict) -> dict:
     n_layers = _req(cfg, "num_hidden_layers")
     fields = {
         "n_layers": n_layers, "d_hidden": d, "n_heads": h, "vocab_size": _req(cfg, "vocab_size"),
-        "tie_embeddings": bool(cfg.get("tie_word_embeddings", False)),
+        "tie_embeddings": _flag(cfg, "tie_word_embeddings", False),
         "d_expert": _req(cfg, fam.expert_width),
-        "n_experts": _scalar(cfg, _req(cfg, *fam.experts), "n_experts"),
-        "top_k": _scalar(cfg, _req(cfg, *fam.top_k), "top_k"),
+        "n_experts": _scalar(cfg, fam.experts),
+        "top_k": _scalar(cfg, fam.top_k),
         "router_bias": fam.router_bias, "attention_sinks": fam.sinks, "expert_bias": fam.expert_bias,
         "norm_bias": fam.norm_bias, "shared_expert_gate": False,
     }
+    _uncounted(cfg)
     if fam.mla:
-        if cfg.get("attention_bias"):
+        if _flag(cfg, "attention_bias", False):
             raise MoeplanError(f"{fam.model_type}: attention_bias with MLA is not supported")
-        fields["mla"] = MLA(q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=_req(cfg, "kv_lora_rank"),
+        fields["mla"] = MLA(q_lora_rank=_opt(cfg, "q_lora_rank", None), kv_lora_rank=_req(cfg, "kv_lora_rank"),
                             qk_rope_head_dim=_req(cfg, "qk_rope_head_dim"),
                             qk_nope_head_dim=_req(cfg, "qk_nope_head_dim"), v_head_dim=_req(cfg, "v_head_dim"))
     else:
-        d_head = (cfg.get("head_dim") if fam.head_dim else None) or d // h
-        fields |= {"n_kv_heads": cfg.get("num_key_value_heads") or h, "d_head": d_head,
+        d_head = (_opt(cfg, "head_dim", None) if fam.head_dim else None) or d // h
+        fields |= {"n_kv_heads": _opt(cfg, "num_key_value_heads", h), "d_head": d_head,
                    "attention_bias": _flag_bias(fam, cfg),
-                   "qk_norm": ("head" if cfg.get("use_qk_norm") else "none") if fam.qk_norm == "flag" else fam.qk_norm}
-    if fam.shared == "count" and (cfg.get(fam.shared_key) or 0):
-        fields["n_shared_experts"] = cfg[fam.shared_key]
-    elif fam.shared == "fused" and (cfg.get(fam.shared_key) or 0):
-        fields |= {"n_shared_experts": 1, "d_shared_expert": cfg[fam.shared_key], "shared_expert_gate": fam.shared_gate}
+                   "qk_norm": ("head" if _flag(cfg, "use_qk_norm", False) else "none") if fam.qk_norm == "flag"
+                   else fam.qk_norm}
+    shared = _opt(cfg, fam.shared_key, 0, low=0) if fam.shared_key else 0
+    if fam.shared == "count" and shared:
+        fields["n_shared_experts"] = shared
+    elif fam.shared == "fused" and shared:
+        fields |= {"n_shared_experts": 1, "d_shared_expert": shared, "shared_expert_gate": fam.shared_gate}
     elif fam.shared_required:
         raise MoeplanError(f"{fam.model_type}: a shared expert of width 0 (the family still builds its gate) "
                            "is not supported")
     dense = _dense_layers(fam, cfg, n_layers)
     if dense:
         fields |= {"dense_layers": dense, "d_dense_ffn": _req(cfg, fam.dense_width)}
-    if fam.model_type == "phimoe" and cfg.get("lm_head_bias"):
+    if fam.model_type == "phimoe" and _flag(cfg, "lm_head_bias", False):
         raise MoeplanError("phimoe: lm_head_bias is not supported")
     return fields | _sliding(fam, cfg, n_layers)
-
-
-def validation_message(err: ValidationError) -> str:
-    """One line from a pydantic error: the first problem, with the field it concerns."""
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {msg}" if where else msg
 
 
 def architecture(fields: dict) -> Architecture:
@@ -382,23 +461,6 @@ def to_megatron_args(a: Architecture) -> list[str]:
     if not a.tie_embeddings:
         args += ["--untie-embeddings-and-output-weights"]
     return [str(x) for x in args]
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object from `path`, or a one-line error saying why not."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: a folder, not a file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise MoeplanError(f"{path}: cannot read: {err}") from None
-    except json.JSONDecodeError as err:
-        raise MoeplanError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(data, dict):
-        raise MoeplanError(f"{path}: expected a JSON object")
-    return data
 
 
 def load_architecture(path: Path, seq_len: int | None = None) -> Architecture:

@@ -193,15 +193,24 @@ def mean_absolute_error(law: Law, runs: Runs, values: dict[str, float]) -> float
 def bootstrap(law: Law, runs: Runs, objective: dict, best: dict[str, float], samples: int, seed: int,
               workers: int = 2) -> list[dict[str, float]]:
     """Refit on `samples` resamples of the runs (with replacement), warm-started at `best`; both cores."""
-    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+    import os
+
+    from moeplan.processes import pool_worker
 
     rng = np.random.default_rng(seed)
     indices = [rng.integers(0, len(runs), len(runs)) for _ in range(samples)]
     jobs = [(law.name, law.code_name, runs.take(ix), objective, best) for ix in indices]
     if workers <= 1 or samples < 4:
         return [_bootstrap_one(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_bootstrap_one, jobs, chunksize=max(1, samples // (4 * workers))))
+    # multiprocessing.Pool, not ProcessPoolExecutor: on Ctrl-C or an error the workers are terminated at once
+    # (an executor finishes every queued fit first), and they die with a parent killed by SIGKILL.
+    pool = multiprocessing.Pool(workers, initializer=pool_worker, initargs=(os.getpid(),))
+    try:
+        return pool.map(_bootstrap_one, jobs, chunksize=max(1, samples // (4 * workers)))
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def _bootstrap_one(job) -> dict[str, float]:

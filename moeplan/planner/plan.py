@@ -13,7 +13,7 @@ from moeplan.errors import MoeplanError
 from moeplan.flops.architecture import Architecture
 from moeplan.flops.conventions import Convention
 from moeplan.flops.count import ParamCounts, count
-from moeplan.flops.hf import read_json
+from moeplan.jsonio import read_json
 from moeplan.laws import get_law
 from moeplan.laws.model import Extrapolation, Law
 from moeplan.cluster.report import ClusterPlan

@@ -28,6 +28,7 @@ import optuna
 from moeplan.errors import MoeplanError
 from moeplan.flops.count import count
 from moeplan.planner.space import AXES, Space
+from moeplan.processes import die_with_parent
 from moeplan.store import DEFAULT_STORAGE, in_memory, open_storage, store_file
 
 TRAINING_BYTES_PER_PARAM = 16  # bf16 weights and grads, fp32 master weights and two Adam moments
@@ -218,30 +219,10 @@ class _Writer:
             self.flush()  # what finished is stored, also when the objective failed
 
 
-def _die_with_parent(parent: int) -> None:
-    """A worker ends when its parent does, even by SIGKILL: SIGTERM on the parent's death (Linux prctl), else
-    a thread watching the parent id. SIGTERM stores the finished trials, then stops."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, signal.SIGTERM, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG = 1
-            raise OSError
-    except (OSError, AttributeError):
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(0.5)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent:  # the parent died before the watch began
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _work(storage_url: str, name: str, space: Space, n_trials: int, seed: int, multi: bool, parent: int) -> None:
     """One worker process: join the study and run `n_trials`."""
     with _Stop() as stop:
-        _die_with_parent(parent)
+        die_with_parent(parent)
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         stored = optuna.load_study(study_name=name, storage=open_storage(storage_url))
         _Writer(stored, space, multi, seed, stop).run([], n_trials)
