@@ -1,6 +1,6 @@
 """Write runs.csv: a SYNTHETIC sample of training runs for trying `moeplan fit` (not measurements).
 
-    python -m moeplan.examples.make_runs
+    python -m moeplan.examples.make_runs     # from a checkout: it reads tests/data
 
 Every 6th of [HY]'s published design points (Table 6: N, N_a, D, G, S and its fit/validation split,
 tests/data/hy_table6_configs.csv), with the loss the published [HY] law predicts there plus Gaussian noise
