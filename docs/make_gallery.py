@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from moeplan.planner import PlanRequest
+from moeplan.planner import PlanRequest, plan
 from moeplan.planner.curves import band_points, budgets, frontier, iso_flop, pareto
 from moeplan.plots import band_figure, frontier_figure, iso_flop_figure, pareto_figure, save
 
@@ -20,8 +20,8 @@ def main(out: Path) -> list[Path]:
     return [
         save(frontier_figure(frontier(request, budgets(1e18, 1e26, 2))), out / "frontier.png"),
         save(iso_flop_figure(iso_flop(request, [1e20, 1e21, 1e22, 1e23])), out / "isoflop.png"),
-        save(band_figure(band_points(request)), out / "band.png"),
-        save(pareto_figure(pareto(request)), out / "pareto.png"),
+        save(band_figure(band_points(request), plan(request)), out / "band.png"),
+        save(pareto_figure(pareto(request), request.bytes_per_param), out / "pareto.png"),
     ]
 
 

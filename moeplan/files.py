@@ -71,8 +71,8 @@ def check_output(path: Path, force: bool, option: str = "--out", suffixes: Itera
     """Refuse, before any work, an output file that could not be written or would replace one silently.
 
     One line each (UsageError, exit 2): an empty path, a suffix other than `suffixes` (files of `kind`), a
-    folder where a file is meant, a missing parent folder (unless `parents`: moeplan creates the folder the user named), an
-    existing file without `force`.
+    folder where a file is meant, a missing parent folder (unless `parents`: moeplan creates the folder the
+    user named), an existing file without `force`.
     """
     if str(path) in ("", "."):
         raise UsageError(f"{option} needs a file name")

@@ -13,7 +13,7 @@ from tests.hf_configs import hf_config
 
 FIXTURES = json.loads((DATA / "real-moe-configs.json").read_text())
 
-# Each maker's published figure and the convention that reproduces it (science.md section 7), in billions,
+# Each maker's published figure and the convention that reproduces it (docs/science.md section 7), in billions,
 # written at the precision it was published at. Qwen and DeepSeek truncate: Qwen3's 3,353,032,704 active is
 # published as 3.3B, V2-Lite's 2,451,435,008 (LM head in, input embedding out) as 2.4B; the others round.
 TRUNCATED = {("Qwen3-30B-A3B", "active", "all"), ("DeepSeek-V2-Lite", "active", "without_input_embedding")}
@@ -71,7 +71,7 @@ def test_qwen3_torchtitan_flops_per_token_exact(cli, tmp_path):
     assert out["train_flops_per_token"] == 37_578_559_488
 
 
-# [HY] Table 1 (science.md section 2): total N, active N_a, l, n_e, n_k, n_s, heads, d_hidden, d_expert, d_head.
+# [HY] Table 1 (docs/science.md section 2): total N, active N_a, l, n_e, n_k, n_s, heads, d_hidden, d_expert, d_head.
 HY_TABLE1 = [
     (247e6, 48e6, 12, 32, 4, 1, 8, 512, 384, 64),
     (496e6, 99e6, 12, 32, 4, 1, 12, 768, 512, 64),

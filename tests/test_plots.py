@@ -96,6 +96,7 @@ def test_bad_frontier_input(cli, tmp_path, args, code, message):
     assert not (tmp_path / "x.jpg").exists()
 
 
+@pytest.mark.slow
 def test_gallery_script_regenerates_every_image(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "docs" / "make_gallery.py"), str(tmp_path)],
                             capture_output=True, text=True, timeout=600)
@@ -103,3 +104,47 @@ def test_gallery_script_regenerates_every_image(tmp_path):
     made = sorted(p.name for p in tmp_path.iterdir())
     committed = sorted(p.name for p in (ROOT / "docs" / "gallery").iterdir())
     assert made == committed == ["band.png", "frontier.png", "isoflop.png", "pareto.png"]
+
+
+def test_band_marks_the_plan_in_percent_and_pareto_is_in_gigabytes(tmp_path):
+    planned = plan(REQUEST)
+    band = band_points(REQUEST)
+    ax = band_figure(band, planned).axes[0]
+    assert any(t.get_text().startswith("the plan") for t in ax.get_legend().get_texts())
+    star = ax.collections[-1].get_offsets()[0]
+    ratio = planned.active.without_embeddings / planned.total.without_embeddings
+    assert tuple(star) == pytest.approx((100 * ratio, planned.activated_experts))
+    assert ax.xaxis.get_major_formatter()(3.0, 0).endswith("%")
+    front = pareto(REQUEST, caps=5)
+    line = pareto_figure(front, bytes_per_param=2.0).axes[0].lines[0]
+    assert list(line.get_xdata()) == pytest.approx([2 * t / 1e9 for t in front["total_params"]])
+
+
+def test_iso_flop_axis_labels_between_the_decades(tmp_path):
+    fig = iso_flop_figure(iso_flop(REQUEST, [1e20, 1e21]))
+    save(fig, tmp_path / "i.png")  # draws: tick labels exist only after a draw
+    minor = [t.get_text() for t in fig.axes[0].xaxis.get_minorticklabels() if t.get_text()]
+    assert minor, "only the decades are labelled"
+
+
+def test_frontier_shows_n_n_a_and_d_against_compute(front):
+    sizes = frontier_figure(front).axes[1]
+    labels = [t.get_text() for t in sizes.get_legend().get_texts()]
+    assert labels[-3:] == ["total parameters N (non-embedding)", "activated parameters N_a (non-embedding)",
+                           "training tokens D"]
+    feasible = [p for p in front.points if p.feasible]
+    n_line, n_a_line, d_line = sizes.lines[-3:]
+    assert list(n_line.get_ydata()) == [p.law_N for p in feasible]
+    assert list(d_line.get_ydata()) == [p.tokens for p in feasible]
+    assert sizes.get_yscale() == "log" and sizes.get_xscale() == "log"
+
+
+def test_dpi_sets_png_resolution(cli, tmp_path):
+    import struct
+
+    sizes = []
+    for dpi in (50, 100):
+        path = tmp_path / f"f{dpi}.png"
+        assert cli("frontier", "--from", "1e20", "--to", "1e21", "--plot", path, "--dpi", dpi).code == 0
+        sizes.append(struct.unpack(">II", path.read_bytes()[16:24]))  # PNG IHDR width, height
+    assert sizes[1][0] == pytest.approx(2 * sizes[0][0], abs=2)

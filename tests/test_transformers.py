@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import warnings
 
@@ -15,6 +16,7 @@ from transformers.utils import logging as hf_logging
 
 from moeplan import MLA, Architecture, count
 from moeplan.flops.hf import FAMILIES, default_family, from_hf_config, to_hf_config
+from moeplan.planner.family import plan_family, plannable
 
 hf_logging.set_verbosity_error()
 warnings.filterwarnings("ignore", module="transformers")
@@ -90,6 +92,9 @@ def test_exported_config_instantiates_with_moeplans_count(family, data):
     cfg = to_hf_config(arch, family)
     model, config = build(cfg)
     assert checkpoint_tensors(model) == count(arch).total.all
+    d_qk = arch.d_head if arch.mla is None else arch.mla.qk_nope_head_dim + arch.mla.qk_rope_head_dim
+    (scale,) = attention_scales(model)
+    assert scale == pytest.approx(d_qk ** -0.5, rel=1e-12)
     # round trip: the instantiated config, read back, is the same architecture
     assert from_hf_config(config.to_dict(), seq_len=arch.seq_len) == arch
 
@@ -159,18 +164,45 @@ def test_family_class_names_are_transformers_own():
         assert MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[name] == fam.causal_lm
 
 
-def test_plan_exports_a_config_transformers_builds_with_the_plans_count(cli, tmp_path):
-    out = tmp_path / "model"
-    result = cli("plan", "--flops", "1e20", "--max-d-hidden", "1024", "--max-experts", "32", "--storage", ":memory:",
-                 "--export", "hf", "--out", out, "--json")
+FAST_FAMILIES = ("glm4_moe", "qwen3_moe", "mixtral")  # the default, q/k norms, no shared experts; others: slow
+
+
+def attention_scales(model) -> set[float]:
+    """The factor each attention layer multiplies q·k by (transformers' `self_attn.scaling`)."""
+    return {m.scaling for name, m in model.named_modules() if name.endswith("self_attn")}
+
+
+@pytest.mark.parametrize("family", [f if f in FAST_FAMILIES else pytest.param(f, marks=pytest.mark.slow)
+                                    for f in plannable()])
+def test_plan_for_each_family_builds_in_transformers_with_the_plans_count(cli, tmp_path, family):
+    """`plan --family F --export hf`: transformers builds exactly the counted model, attention scaled by
+    1/sqrt(d_head) (granite's attention_multiplier defaulted to 1.0 before)."""
+    dense = "1" if plan_family(family).dense_layers else "0"
+    result = cli("plan", "--flops", "1e20", "--family", family, "--dense-layers", dense, "--max-d-hidden", "1024",
+                 "--max-experts", "32", "--storage", ":memory:", "--export", "hf", "--out", f"{tmp_path}/", "--json")
     assert result.code == 0, result.err
     planned = result.json()
-    config = AutoConfig.from_pretrained(out)
+    assert planned["request"]["family"] == family
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert config.model_type == family
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     assert checkpoint_tensors(model) == planned["total"]["all"]
-    assert from_hf_config(config.to_dict(), seq_len=planned["architecture"]["seq_len"]) == Architecture(
-        **planned["architecture"])
+    assert attention_scales(model) == {planned["architecture"]["d_head"] ** -0.5}
+    assert count(from_hf_config(config.to_dict())).total.all == planned["total"]["all"]
+
+
+def test_plan_json_exports_as_its_family_and_mla_families_are_refused(cli, tmp_path):
+    plan_json = tmp_path / "plan.json"
+    result = cli("plan", "--flops", "1e19", "--max-d-hidden", "1024", "--max-experts", "32", "--storage", ":memory:",
+                 "--json")
+    plan_json.write_text(result.out)
+    assert result.json()["request"]["family"] == "glm4_moe"  # default: it holds the whole planned space
+    assert json.loads(cli("export", plan_json).out)["model_type"] == "glm4_moe"
+    refused = cli("plan", "--flops", "1e19", "--family", "deepseek_v3")
+    assert refused.code == 2 and "multi-head latent attention" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1
+    assert cli("plan", "--flops", "1e19", "--family", "mixtral", "--dense-layers", "2").code == 1
 
 
 def test_export_cli_megatron_and_refusals(cli, tmp_path):

@@ -24,7 +24,7 @@ class _Stdout(Console):
     do when their reader (`| head -1`) has what it wanted."""
 
     def on_broken_pipe(self) -> None:
-        self.quiet = True
+        del self._buffer[:]  # what could not be written is dropped, not retried by the next print
         raise BrokenPipeError
 
 

@@ -298,12 +298,12 @@ def render(p) -> None:
                         f"study {escape(p.study_name)} in {escape(p.storage)} ({p.trials:,} trials)")
     stdout.print(t)
     if p.pareto_front:
-        rows, title = p.pareto_front, ("non-dominated trials (loss, total, active) of the near-optimal band: "
-                                       "not a full Pareto front")
+        rows, title = p.pareto_front, "non-dominated trials of the band (not a full Pareto front)"
     else:
         rows, title = p.alternatives, "the plan (*) and near-optimal alternatives"
     alt = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
-                caption="l layers, d d_hidden, n_e experts of width d_exp, top-k routed, n_s shared")
+                caption="l layers, d d_hidden, n_e experts of width d_exp, k routed, n_s shared",
+                caption_justify="left")
     for col in ("", "l", "d", "d_exp", "n_e", "k", "n_s", "total", "active", "tokens", "loss"):
         alt.add_column(col, justify="right", no_wrap=True)
     chosen = _candidate_of(p)

@@ -1,4 +1,4 @@
-"""Exact parameter and FLOPs counting of MoE architectures (science.md sections 2 and 7)."""
+"""Exact parameter and FLOPs counting of MoE architectures (docs/science.md sections 2 and 7)."""
 
 from moeplan.flops.architecture import MLA, Architecture
 from moeplan.flops.conventions import Convention

@@ -1,6 +1,6 @@
 """`Architecture`: a frozen description of a decoder-only MoE transformer, as people actually build them.
 
-Symbols follow science.md section 1. Every size is an integer count of units (layers, heads, features);
+Symbols follow docs/science.md section 1. Every size is an integer count of units (layers, heads, features);
 anything a count depends on is a field here, so a count is a pure function of an `Architecture`.
 """
 

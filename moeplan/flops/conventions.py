@@ -1,4 +1,4 @@
-"""Named FLOPs-per-token conventions (science.md section 7). Every count says which one it used."""
+"""Named FLOPs-per-token conventions (docs/science.md section 7). Every count says which one it used."""
 
 from __future__ import annotations
 

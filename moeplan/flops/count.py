@@ -1,6 +1,6 @@
 """Exact layer-wise parameter and FLOPs-per-token counts of one `Architecture` (nanoGPT-style breakdown).
 
-Parameter conventions (science.md section 7): `all` (everything stored), `without_input_embedding`,
+Parameter conventions (docs/science.md section 7): `all` (everything stored), `without_input_embedding`,
 `without_embeddings` (no input embedding, no LM head). With tied embeddings the shared matrix is counted
 once, as the embedding. FLOPs conventions: `moeplan.flops.conventions`.
 """
@@ -25,7 +25,7 @@ _NON_EMBEDDING = frozenset(PARAM_COMPONENTS) - {"embedding", "lm_head"}
 
 
 class ParamCounts(BaseModel):
-    """One parameter count under the three conventions of science.md section 7."""
+    """One parameter count under the three conventions of docs/science.md section 7."""
 
     model_config = ConfigDict(frozen=True)
 

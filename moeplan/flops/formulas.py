@@ -3,7 +3,7 @@
 `a` is anything with the `Architecture` field names as attributes: an `Architecture` (ints) for the
 layer-wise counter, or a namespace of broadcastable arrays for the vectorised one. Categorical fields
 (qk_norm, attention_bias, flags, whether MLA exists) are always plain Python values.
-Conventions: SwiGLU FFNs have 3 matrices (science.md section 1); a matmul of k x n weights costs 2·k·n
+Conventions: SwiGLU FFNs have 3 matrices (docs/science.md section 1); a matmul of k x n weights costs 2·k·n
 forward FLOPs per token (multiply-add = 2, Megatron/[HOL] convention); norms and biases are not matmuls.
 """
 

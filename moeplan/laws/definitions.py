@@ -12,7 +12,7 @@ HY_TABLE2 = "[HY] Table 2"
 
 
 def _hy_domain():
-    """[HY] fitted ranges (section 2 of science.md, from the paper's Table 6 runs)."""
+    """[HY] fitted ranges (section 2 of docs/science.md, from the paper's Table 6 runs)."""
     return {
         "N": Variable(name="N", description="total non-embedding parameters", domain=(133e6, 3.4e9)),
         "D": Variable(name="D", description="training tokens", domain=(10e9, 50e9)),
