@@ -34,6 +34,46 @@ def hy__basis(N, D, N_a, G, S, k, h, alpha, beta):
     return 0, G*_x2, _x2/G, S**2*_x2, S*_x2, _x0, D**(-beta), _x1, 1
 
 
+def hy__bound0_coef(epsilon):
+    return epsilon
+
+
+def hy__bound0_phi():
+    return 1
+
+
+def hy__bound1_coef(b):
+    return b
+
+
+def hy__bound1_phi(D, beta):
+    return D**(-beta)
+
+
+def hy__bound2_coef(G, S, e, f, m, n, a):
+    return G*e + S**2*m + S*n + a + f/G
+
+
+def hy__bound2_phi(N, alpha):
+    return N**(-alpha)
+
+
+def hy__bound3_coef(G, S, e, f, m, n, k, c):
+    return G*e*k + S**2*k*m + S*k*n + c + f*k/G
+
+
+def hy__bound3_phi(N_a, alpha):
+    return N_a**(-alpha)
+
+
+def hy__bound4_coef(G, S, e, f, m, n, h):
+    return h*(G*e + S**2*m + S*n + f/G)
+
+
+def hy__bound4_phi(N, N_a):
+    return N_a/N
+
+
 def hy_nd__loss(N, D, a, alpha, b, beta, epsilon):
     return epsilon + N**(-alpha)*a + D**(-beta)*b
 
@@ -44,6 +84,30 @@ def hy_nd__jacobian(N, D, a, alpha, b, beta):
     return _x0, -_x0*a*numpy.log(N), _x1, -_x1*b*numpy.log(D), 1
 def hy_nd__basis(N, D, alpha, beta):
     return 0, N**(-alpha), D**(-beta), 1
+
+
+def hy_nd__bound0_coef(epsilon):
+    return epsilon
+
+
+def hy_nd__bound0_phi():
+    return 1
+
+
+def hy_nd__bound1_coef(b):
+    return b
+
+
+def hy_nd__bound1_phi(D, beta):
+    return D**(-beta)
+
+
+def hy_nd__bound2_coef(a):
+    return a
+
+
+def hy_nd__bound2_phi(N, alpha):
+    return N**(-alpha)
 
 
 def hy_nda__loss(N, D, N_a, a, alpha, b, beta, c, h, epsilon):
@@ -57,6 +121,46 @@ def hy_nda__jacobian(N, D, N_a, a, alpha, b, beta, c):
     return _x0, -_x0*a*numpy.log(N) - _x1*c*numpy.log(N_a), _x2, -_x2*b*numpy.log(D), _x1, N_a/N, 1
 def hy_nda__basis(N, D, N_a, alpha, beta):
     return 0, N**(-alpha), D**(-beta), N_a**(-alpha), N_a/N, 1
+
+
+def hy_nda__bound0_coef(epsilon):
+    return epsilon
+
+
+def hy_nda__bound0_phi():
+    return 1
+
+
+def hy_nda__bound1_coef(b):
+    return b
+
+
+def hy_nda__bound1_phi(D, beta):
+    return D**(-beta)
+
+
+def hy_nda__bound2_coef(a):
+    return a
+
+
+def hy_nda__bound2_phi(N, alpha):
+    return N**(-alpha)
+
+
+def hy_nda__bound3_coef(c):
+    return c
+
+
+def hy_nda__bound3_phi(N_a, alpha):
+    return N_a**(-alpha)
+
+
+def hy_nda__bound4_coef(h):
+    return h
+
+
+def hy_nda__bound4_phi(N, N_a):
+    return N_a/N
 
 
 def hy_ndag__loss(N, D, N_a, G, e, f, k, h, a, alpha, b, beta, c, epsilon):
@@ -84,6 +188,46 @@ def hy_ndag__basis(N, D, N_a, G, k, h, alpha, beta):
     return 0, G*_x2, _x2/G, _x0, D**(-beta), _x1, 1
 
 
+def hy_ndag__bound0_coef(epsilon):
+    return epsilon
+
+
+def hy_ndag__bound0_phi():
+    return 1
+
+
+def hy_ndag__bound1_coef(b):
+    return b
+
+
+def hy_ndag__bound1_phi(D, beta):
+    return D**(-beta)
+
+
+def hy_ndag__bound2_coef(G, e, f, a):
+    return G*e + a + f/G
+
+
+def hy_ndag__bound2_phi(N, alpha):
+    return N**(-alpha)
+
+
+def hy_ndag__bound3_coef(G, e, f, k, c):
+    return G*e*k + c + f*k/G
+
+
+def hy_ndag__bound3_phi(N_a, alpha):
+    return N_a**(-alpha)
+
+
+def hy_ndag__bound4_coef(G, e, f, h):
+    return h*(G*e + f/G)
+
+
+def hy_ndag__bound4_phi(N, N_a):
+    return N_a/N
+
+
 def chinchilla__loss(N, D, E, A, B, alpha, beta):
     return A*N**(-alpha) + B*D**(-beta) + E
 
@@ -94,6 +238,30 @@ def chinchilla__jacobian(N, D, A, B, alpha, beta):
     return 1, _x0, _x1, -A*_x0*numpy.log(N), -B*_x1*numpy.log(D)
 def chinchilla__basis(N, D, alpha, beta):
     return 0, 1, N**(-alpha), D**(-beta)
+
+
+def chinchilla__bound0_coef(E):
+    return E
+
+
+def chinchilla__bound0_phi():
+    return 1
+
+
+def chinchilla__bound1_coef(B):
+    return B
+
+
+def chinchilla__bound1_phi(D, beta):
+    return D**(-beta)
+
+
+def chinchilla__bound2_coef(A):
+    return A
+
+
+def chinchilla__bound2_phi(N, alpha):
+    return N**(-alpha)
 
 
 def krajewski__loss(N, D, G_K, c, a, alpha, b, beta, g, gamma):
@@ -111,25 +279,81 @@ def krajewski__basis(N, D, G_K, alpha, beta, gamma):
     return 0, 1, _x0, D**(-beta), G_K**(-gamma)*_x0
 
 
-def joint__loss(D, N_a, E, a, delta, alpha, gamma, b, omega, beta, zeta, c):
-    _x0 = numpy.log(E)
-    return D**(_x0*zeta + beta)*E**omega*b + E**delta*N_a**(_x0*gamma + alpha)*a + c
+def krajewski__bound0_coef(c):
+    return c
 
 
-def joint__jacobian(D, N_a, E, a, delta, alpha, gamma, b, omega, beta, zeta):
+def krajewski__bound0_phi():
+    return 1
+
+
+def krajewski__bound1_coef(b):
+    return b
+
+
+def krajewski__bound1_phi(D, beta):
+    return D**(-beta)
+
+
+def krajewski__bound2_coef(a):
+    return a
+
+
+def krajewski__bound2_phi(N, alpha):
+    return N**(-alpha)
+
+
+def krajewski__bound3_coef(g):
+    return g
+
+
+def krajewski__bound3_phi(N, G_K, alpha, gamma):
+    return G_K**(-gamma)*N**(-alpha)
+
+
+def ludziejewski__loss(D, N_a, E, a, delta, alpha, gamma, b, omega, beta, zeta, c):
     _x0 = numpy.log(E)
-    _x1 = E**delta*N_a**(_x0*gamma + alpha)
+    return D**(-_x0*zeta - beta)*E**omega*b + E**delta*N_a**(-_x0*gamma - alpha)*a + c
+
+
+def ludziejewski__jacobian(D, N_a, E, a, delta, alpha, gamma, b, omega, beta, zeta):
+    _x0 = numpy.log(E)
+    _x1 = E**delta*N_a**(-_x0*gamma - alpha)
     _x2 = _x1*a
     _x3 = _x0*_x2
     _x4 = numpy.log(N_a)
-    _x5 = D**(_x0*zeta + beta)*E**omega
+    _x5 = D**(-_x0*zeta - beta)*E**omega
     _x6 = _x5*b
     _x7 = _x0*_x6
     _x8 = numpy.log(D)
-    return _x1, _x3, _x2*_x4, _x3*_x4, _x5, _x7, _x6*_x8, _x7*_x8, 1
-def joint__basis(D, N_a, E, delta, alpha, gamma, omega, beta, zeta):
+    return _x1, _x3, -_x2*_x4, -_x3*_x4, _x5, _x7, -_x6*_x8, -_x7*_x8, 1
+def ludziejewski__basis(D, N_a, E, delta, alpha, gamma, omega, beta, zeta):
     _x0 = numpy.log(E)
-    return 0, E**delta*N_a**(_x0*gamma + alpha), D**(_x0*zeta + beta)*E**omega, 1
+    return 0, E**delta*N_a**(-_x0*gamma - alpha), D**(-_x0*zeta - beta)*E**omega, 1
+
+
+def ludziejewski__bound0_coef(c):
+    return c
+
+
+def ludziejewski__bound0_phi():
+    return 1
+
+
+def ludziejewski__bound1_coef(b):
+    return b
+
+
+def ludziejewski__bound1_phi(D, E, omega, beta, zeta):
+    return D**(-beta)*D**(-zeta*numpy.log(E))*E**omega
+
+
+def ludziejewski__bound2_coef(a):
+    return a
+
+
+def ludziejewski__bound2_phi(N_a, E, delta, alpha, gamma):
+    return E**delta*N_a**(-alpha)*N_a**(-gamma*numpy.log(E))
 
 
 def clark__loss(N, E, a, b, c, d, E_start, E_max):
@@ -293,7 +517,7 @@ FUNCTIONS = {
     ('hy-ndag', 'loss'): _tag(hy_ndag__loss, ('N', 'D', 'N_a', 'G'), ('e', 'f', 'k', 'h', 'a', 'alpha', 'b', 'beta', 'c', 'epsilon')),
     ('chinchilla', 'loss'): _tag(chinchilla__loss, ('N', 'D'), ('E', 'A', 'B', 'alpha', 'beta')),
     ('krajewski', 'loss'): _tag(krajewski__loss, ('N', 'D', 'G_K'), ('c', 'a', 'alpha', 'b', 'beta', 'g', 'gamma')),
-    ('joint', 'loss'): _tag(joint__loss, ('D', 'N_a', 'E'), ('a', 'delta', 'alpha', 'gamma', 'b', 'omega', 'beta', 'zeta', 'c')),
+    ('ludziejewski', 'loss'): _tag(ludziejewski__loss, ('D', 'N_a', 'E'), ('a', 'delta', 'alpha', 'gamma', 'b', 'omega', 'beta', 'zeta', 'c')),
     ('clark', 'loss'): _tag(clark__loss, ('N', 'E'), ('a', 'b', 'c', 'd', 'E_start', 'E_max')),
     ('abnar', 'loss'): _tag(abnar__loss, ('N', 'D', 'S_inactive'), ('a', 'alpha', 'b', 'beta', 'c', 'lam', 'd', 'delta', 'gamma', 'e')),
     ('ling', 'leverage'): _tag(ling__leverage, ('A', 'G_L', 'C'), ('a', 'd', 'gamma', 'beta', 'A_start', 'A_max')),
@@ -318,6 +542,19 @@ DERIVED = {
     'ling_optimal_granularity': _tag(ling_optimal_granularity, (), ('gamma', 'beta')),
 }
 
+# law -> terms (coefficient c_t, factor phi_t, phi_t's variables) of its box bound; None: no bound
+BOUNDS = {
+    'hy': ((_tag(hy__bound0_coef, (), ('epsilon',)), _tag(hy__bound0_phi, (), ()), ()), (_tag(hy__bound1_coef, (), ('b',)), _tag(hy__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy__bound2_coef, ('G', 'S'), ('e', 'f', 'm', 'n', 'a')), _tag(hy__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(hy__bound3_coef, ('G', 'S'), ('e', 'f', 'm', 'n', 'k', 'c')), _tag(hy__bound3_phi, ('N_a',), ('alpha',)), ('N_a',)), (_tag(hy__bound4_coef, ('G', 'S'), ('e', 'f', 'm', 'n', 'h')), _tag(hy__bound4_phi, ('N', 'N_a'), ()), ('N', 'N_a'))),
+    'hy-nd': ((_tag(hy_nd__bound0_coef, (), ('epsilon',)), _tag(hy_nd__bound0_phi, (), ()), ()), (_tag(hy_nd__bound1_coef, (), ('b',)), _tag(hy_nd__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy_nd__bound2_coef, (), ('a',)), _tag(hy_nd__bound2_phi, ('N',), ('alpha',)), ('N',))),
+    'hy-nda': ((_tag(hy_nda__bound0_coef, (), ('epsilon',)), _tag(hy_nda__bound0_phi, (), ()), ()), (_tag(hy_nda__bound1_coef, (), ('b',)), _tag(hy_nda__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy_nda__bound2_coef, (), ('a',)), _tag(hy_nda__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(hy_nda__bound3_coef, (), ('c',)), _tag(hy_nda__bound3_phi, ('N_a',), ('alpha',)), ('N_a',)), (_tag(hy_nda__bound4_coef, (), ('h',)), _tag(hy_nda__bound4_phi, ('N', 'N_a'), ()), ('N', 'N_a'))),
+    'hy-ndag': ((_tag(hy_ndag__bound0_coef, (), ('epsilon',)), _tag(hy_ndag__bound0_phi, (), ()), ()), (_tag(hy_ndag__bound1_coef, (), ('b',)), _tag(hy_ndag__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy_ndag__bound2_coef, ('G',), ('e', 'f', 'a')), _tag(hy_ndag__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(hy_ndag__bound3_coef, ('G',), ('e', 'f', 'k', 'c')), _tag(hy_ndag__bound3_phi, ('N_a',), ('alpha',)), ('N_a',)), (_tag(hy_ndag__bound4_coef, ('G',), ('e', 'f', 'h')), _tag(hy_ndag__bound4_phi, ('N', 'N_a'), ()), ('N', 'N_a'))),
+    'chinchilla': ((_tag(chinchilla__bound0_coef, (), ('E',)), _tag(chinchilla__bound0_phi, (), ()), ()), (_tag(chinchilla__bound1_coef, (), ('B',)), _tag(chinchilla__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(chinchilla__bound2_coef, (), ('A',)), _tag(chinchilla__bound2_phi, ('N',), ('alpha',)), ('N',))),
+    'krajewski': ((_tag(krajewski__bound0_coef, (), ('c',)), _tag(krajewski__bound0_phi, (), ()), ()), (_tag(krajewski__bound1_coef, (), ('b',)), _tag(krajewski__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(krajewski__bound2_coef, (), ('a',)), _tag(krajewski__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(krajewski__bound3_coef, (), ('g',)), _tag(krajewski__bound3_phi, ('N', 'G_K'), ('alpha', 'gamma')), ('G_K', 'N'))),
+    'ludziejewski': ((_tag(ludziejewski__bound0_coef, (), ('c',)), _tag(ludziejewski__bound0_phi, (), ()), ()), (_tag(ludziejewski__bound1_coef, (), ('b',)), _tag(ludziejewski__bound1_phi, ('D', 'E'), ('omega', 'beta', 'zeta')), ('D', 'E')), (_tag(ludziejewski__bound2_coef, (), ('a',)), _tag(ludziejewski__bound2_phi, ('N_a', 'E'), ('delta', 'alpha', 'gamma')), ('E', 'N_a'))),
+    'clark': None,
+    'abnar': None,
+}
+
 # law -> (jacobian in every constant, linear basis [phi_0, phi_i...], linear constants)
 FITTING = {
     'hy': (_tag(hy__jacobian, ('N', 'D', 'N_a', 'G', 'S'), ('e', 'f', 'm', 'n', 'k', 'h', 'a', 'alpha', 'b', 'beta', 'c')), _tag(hy__basis, ('N', 'D', 'N_a', 'G', 'S'), ('k', 'h', 'alpha', 'beta')), ('e', 'f', 'm', 'n', 'a', 'b', 'c', 'epsilon')),
@@ -326,7 +563,7 @@ FITTING = {
     'hy-ndag': (_tag(hy_ndag__jacobian, ('N', 'D', 'N_a', 'G'), ('e', 'f', 'k', 'h', 'a', 'alpha', 'b', 'beta', 'c')), _tag(hy_ndag__basis, ('N', 'D', 'N_a', 'G'), ('k', 'h', 'alpha', 'beta')), ('e', 'f', 'a', 'b', 'c', 'epsilon')),
     'chinchilla': (_tag(chinchilla__jacobian, ('N', 'D'), ('A', 'B', 'alpha', 'beta')), _tag(chinchilla__basis, ('N', 'D'), ('alpha', 'beta')), ('E', 'A', 'B')),
     'krajewski': (_tag(krajewski__jacobian, ('N', 'D', 'G_K'), ('a', 'alpha', 'b', 'beta', 'g', 'gamma')), _tag(krajewski__basis, ('N', 'D', 'G_K'), ('alpha', 'beta', 'gamma')), ('c', 'a', 'b', 'g')),
-    'joint': (_tag(joint__jacobian, ('D', 'N_a', 'E'), ('a', 'delta', 'alpha', 'gamma', 'b', 'omega', 'beta', 'zeta')), _tag(joint__basis, ('D', 'N_a', 'E'), ('delta', 'alpha', 'gamma', 'omega', 'beta', 'zeta')), ('a', 'b', 'c')),
+    'ludziejewski': (_tag(ludziejewski__jacobian, ('D', 'N_a', 'E'), ('a', 'delta', 'alpha', 'gamma', 'b', 'omega', 'beta', 'zeta')), _tag(ludziejewski__basis, ('D', 'N_a', 'E'), ('delta', 'alpha', 'gamma', 'omega', 'beta', 'zeta')), ('a', 'b', 'c')),
     'clark': (_tag(clark__jacobian, ('N', 'E'), ('a', 'b', 'c', 'd', 'E_start', 'E_max')), _tag(clark__basis, ('N', 'E'), ('a', 'b', 'c', 'd', 'E_start', 'E_max')), ()),
     'abnar': (_tag(abnar__jacobian, ('N', 'D', 'S_inactive'), ('a', 'alpha', 'b', 'beta', 'c', 'lam', 'd', 'delta', 'gamma')), _tag(abnar__basis, ('N', 'D', 'S_inactive'), ('alpha', 'beta', 'lam', 'delta', 'gamma')), ('a', 'b', 'c', 'd', 'e')),
 }

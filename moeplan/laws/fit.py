@@ -24,7 +24,7 @@ LOOSE_EVALUATIONS = 40  # enough to rank the starts; the VP initialisation puts 
 EXPONENTS = {"alpha", "beta", "gamma", "delta", "lam", "omega", "zeta"}
 # Where the nonlinear constants' starts are drawn from (log-uniform if "log"), by law then by name.
 START_RANGES = {
-    "joint": {"alpha": (-0.6, -0.02), "beta": (-0.6, -0.02), "delta": (-1.0, 1.0), "omega": (-1.0, 1.0),
+    "ludziejewski": {"alpha": (0.02, 0.6), "beta": (0.02, 0.6), "delta": (-1.0, 1.0), "omega": (-1.0, 1.0),
               "gamma": (-0.05, 0.05), "zeta": (-0.05, 0.05)},
     "clark": {"a": (-0.3, -0.01), "b": (-0.3, 0.0), "c": (-0.05, 0.05), "d": (0.2, 2.0),
               "E_start": (1.1, 10.0), "E_max": (20.0, 2000.0, "log")},

@@ -16,7 +16,7 @@ from moeplan.laws.fit import (Runs, asymmetric_objective, bootstrap, fit_law, hu
 from moeplan.laws.model import Law
 from moeplan.laws.runs import holdout_mask, load_runs
 
-COMPARED = ("hy", "hy-ndag", "hy-nda", "hy-nd", "chinchilla", "krajewski", "joint")
+COMPARED = ("hy", "hy-ndag", "hy-nda", "hy-nd", "chinchilla", "krajewski", "ludziejewski")
 _FROZEN = ConfigDict(frozen=True)
 
 

@@ -7,14 +7,15 @@ import hashlib
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from moeplan import __version__
+from moeplan._version import __version__
 from moeplan.errors import MoeplanError
 from moeplan.flops.architecture import Architecture
 from moeplan.flops.conventions import Convention
 from moeplan.flops.count import ParamCounts, count
 from moeplan.flops.hf import read_json
 from moeplan.laws import get_law
-from moeplan.laws.model import Extrapolation, Law
+from moeplan.laws.inputs import of_count
+from moeplan.laws.model import Extrapolation, Law, Variable
 from moeplan.planner.binding import Binding, binding_constraints
 from moeplan.planner.request import PlanRequest
 from moeplan.planner.solve import Band, enumerate_space, solve
@@ -52,6 +53,9 @@ class Plan(BaseModel):
     law: str
     law_constants: dict[str, float]
     law_constants_source: list[str]
+    law_inputs: dict[str, float] = Field(description="the law's variables at the plan (moeplan.laws.inputs)")
+    law_domain: str = Field(description="what extrapolation is checked against: the law's published fitted "
+                                        "ranges, the ranges of the fit in --law-params, or none")
     convention: Convention
     compute: float
     objective: str
@@ -71,7 +75,7 @@ class Plan(BaseModel):
     granularity: float = Field(description="[LING] G_L = 2 d_hidden / d_expert")
     activation_ratio: float = Field(description="[LING] A = (E_a + E_s)/(E + E_s)")
     total_over_active: float = Field(description="N / N_a, non-embedding")
-    weight_memory_gb: float = Field(description="bf16 weights, 2 bytes per parameter")
+    weight_memory_gb: float = Field(description="weights at the request's bytes_per_param (bf16: 2)")
     training_memory_gb: float = Field(description=f"{TRAINING_BYTES_PER_PARAM} bytes per parameter (mixed-precision Adam)")
     efficiency_leverage: float = Field(description="[LING] EL(A, G_L, C)")
     dense_equivalent_compute: float = Field(description="[LING] EL x C")
@@ -106,12 +110,16 @@ def load_law(request: PlanRequest) -> Law:
 
 
 def law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
-    """The request's law and the fit's bootstrap samples of its constants (empty without --law-params)."""
+    """The request's law and the fit's bootstrap samples of its constants (empty without --law-params).
+
+    With --law-params the law's fitted domain becomes the ranges the fit saw (`fit` stores them), so
+    extrapolation is measured from the fit's own runs; a file without ranges leaves no domain to check.
+    """
     law = get_law(request.law)
     if request.law_params is None:
         return law, []
     data = read_json(request.law_params)
-    if data.get("law", law.name) != law.name:
+    if get_law(data.get("law", law.name)).name != law.name:
         raise MoeplanError(f"{request.law_params} holds constants of law {data.get('law')!r}, not {law.name!r}")
     constants = data.get("constants")
     if not isinstance(constants, dict) or not constants:
@@ -121,8 +129,32 @@ def law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
         fitted = law.with_values({k: float(v) for k, v in constants.items()}, source=source)
     except (TypeError, ValueError):
         raise MoeplanError(f"{request.law_params}: constants must be numbers") from None
+    fitted = fitted.model_copy(update={"variables": _fitted_domain(fitted, data.get("ranges"), request.law_params)})
     samples = data.get("bootstrap") or []
     return fitted, [s for s in samples if isinstance(s, dict) and set(s) == set(fitted.constant_names)]
+
+
+def _fitted_domain(law: Law, ranges, path: str) -> tuple[Variable, ...]:
+    """The law's variables with the fit's observed [min, max] as their domain (None where not recorded)."""
+    ranges = ranges if isinstance(ranges, dict) else {}
+    out = []
+    for v in law.variables:
+        r = ranges.get(v.name)
+        try:
+            domain = (float(r[0]), float(r[1])) if r is not None else None
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise MoeplanError(f"{path}: ranges.{v.name} must be [low, high]") from None
+        out.append(v.model_copy(update={"domain": domain}))
+    return tuple(out)
+
+
+def domain_source(request: PlanRequest, law: Law) -> str:
+    """What the plan's extrapolation is measured against, in words."""
+    if not any(v.domain for v in law.variables):
+        return ("none: " + ("the fit file records no ranges (refit with this moeplan)" if request.law_params
+                            else f"law {law.name!r} publishes no fitted ranges"))
+    return f"the ranges of the fit in {request.law_params}" if request.law_params else \
+        f"law {law.name!r}'s published fitted ranges"
 
 
 def study_name_for(request: PlanRequest) -> str:
@@ -157,9 +189,7 @@ def _infeasible(space: Space) -> MoeplanError:
         reasons.append(f"even the largest buildable model needs {largest.tokens.min():.4g} tokens to spend the "
                        f"budget, above the {r.max_tokens:.4g} available")
     if not reasons:
-        caps = [f"tokens >= {p.min_tokens_per_param:g} x parameters"]
-        caps += [f"total parameters <= {r.params_cap:.4g}"] if r.params_cap is not None else []
-        caps += [f"tokens <= {r.max_tokens:.4g}"] if r.max_tokens is not None else []
+        caps = [c.label for c in space.count_constraints]
         reasons.append("no buildable configuration satisfies all of: " + ", ".join(caps))
     return MoeplanError("no buildable model fits: " + "; ".join(reasons))
 
@@ -174,23 +204,18 @@ def assumptions(space: Space) -> list[str]:
         f"d_expert multiple of {r.expert_align}",
         f"parallelism: tensor {r.tensor_parallel}, expert {r.expert_parallel} (n_experts multiple), "
         f"pipeline {r.pipeline_parallel} (layers multiple)",
-        f"layers in [{p.min_layers}, {p.max_layers}], d_hidden in [{p.min_d_hidden}, {p.max_d_hidden}], "
-        f"d_hidden/layers in [{p.min_aspect:g}, {p.max_aspect:g}], d_expert/d_hidden in "
-        f"[{p.min_expert_ratio:g}, {p.max_expert_ratio:g}]",
-        f"n_experts <= {p.max_experts}, top_k <= {p.max_top_k}, shared experts <= {p.max_shared} (width d_expert), "
-        f"leading dense layers {p.dense_layers}",
-        f"tokens >= {p.min_tokens_per_param:g} x total parameters"
-        + (f"; total parameters <= {r.params_cap:.4g}" if r.params_cap else "")
-        + (f"; tokens <= {r.max_tokens:.4g} (never more than one epoch)" if r.max_tokens else ""),
+        f"shared experts of width d_expert; leading dense layers {p.dense_layers} "
+        f"(FFN {p.dense_ffn_ratio:g} x d_hidden)",
+        "constraints (moeplan.planner.constraints): " + "; ".join(c.label for c in space.constraints),
     ]
 
 
 def plan(request: PlanRequest, verify: bool = False) -> Plan:
     """The buildable MoE with the lowest predicted loss for `request`, certified exact by construction."""
     law, samples = law_and_samples(request)
-    if law.form != "hy":
-        raise MoeplanError(f"planning needs the [HY] form (hy, or constants fitted to it); law {law.name!r} is for "
-                           "moeplan predict and fit")
+    why = law.can_score()
+    if why is not None:
+        raise MoeplanError(f"cannot plan with it: {why}")
     space = Space(request, law)
     space.check()
 
@@ -220,9 +245,7 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     if interrupted:
         plan_ = plan_.model_copy(update={"interrupted": True})
     if samples:
-        x = {"N": plan_.total.without_embeddings, "D": plan_.tokens, "N_a": plan_.active.without_embeddings,
-             "G": plan_.activated_experts, "S": plan_.shared_ratio}
-        losses = [float(law.with_values(s, source="bootstrap").evaluate(**x)) for s in samples]
+        losses = [float(law.with_values(s, source="bootstrap").loss(plan_.law_inputs)) for s in samples]
         plan_ = plan_.model_copy(update={"loss_interval": tuple(np.percentile(losses, [2.5, 97.5]).tolist())})
     return plan_
 
@@ -235,6 +258,7 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
     r = space.request
     c = count(arch, r.convention)
     derived = describe(space, _axes(best))
+    inputs = {k: float(v) for k, v in law.inputs(of_count(c, tokens=best.tokens)).items()}
     ling = get_law("ling")
     el = float(ling.evaluate(A=arch.activation_ratio, G_L=arch.granularity, C=r.compute))
     g, s = arch.activated_experts, arch.shared_ratio
@@ -249,6 +273,8 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         law=law.name,
         law_constants=law.values,
         law_constants_source=sorted({k.source for k in law.constants}),
+        law_inputs=inputs,
+        law_domain=domain_source(r, law),
         convention=r.convention,
         compute=r.compute,
         objective=r.objective,
@@ -265,7 +291,7 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         granularity=arch.granularity,
         activation_ratio=arch.activation_ratio,
         total_over_active=derived["total_over_active"],
-        weight_memory_gb=derived["weight_memory_gb"],
+        weight_memory_gb=r.bytes_per_param * c.total.all / 1e9,
         training_memory_gb=derived["training_memory_gb"],
         efficiency_leverage=el,
         dense_equivalent_compute=el * r.compute,
@@ -278,8 +304,7 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         pareto_front=front,
         binding=binding_constraints(space, _axes(best), best.loss),
         assumptions=assumptions(space),
-        extrapolation=law.extrapolation(N=c.total.without_embeddings, D=best.tokens,
-                                        N_a=c.active.without_embeddings, G=g, S=s),
+        extrapolation=law.extrapolation(**inputs),
         space_size=space.size,
         points_evaluated=evaluated,
         verified=certificate is not None,

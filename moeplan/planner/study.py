@@ -17,6 +17,7 @@ import optuna
 
 from moeplan.errors import MoeplanError
 from moeplan.flops.count import count
+from moeplan.laws.inputs import of_count
 from moeplan.planner.space import AXES, Space
 
 DEFAULT_STORAGE = "sqlite:///moeplan.db"
@@ -121,8 +122,7 @@ def describe(space: Space, values: dict[str, int]) -> dict[str, float]:
     tokens = r.compute / c.train_flops_per_token
     g = values["top_k"] + values["n_shared_experts"]
     return {
-        "loss": float(space.law.evaluate(N=c.total.without_embeddings, D=tokens, N_a=c.active.without_embeddings,
-                                         G=g, S=values["n_shared_experts"] / g)),
+        "loss": float(space.law.loss(space.law.inputs(of_count(c, tokens=tokens)))),
         "total_params": c.total.all,
         "active_params": c.active.all,
         "law_N": c.total.without_embeddings,
@@ -133,18 +133,16 @@ def describe(space: Space, values: dict[str, int]) -> dict[str, float]:
         "shared_ratio_S": values["n_shared_experts"] / g,
         "total_over_active": c.total.without_embeddings / c.active.without_embeddings,
         "tokens_per_param": tokens / c.total.all,
-        "weight_memory_gb": 2 * c.total.all / 1e9,
+        "weight_memory_gb": r.bytes_per_param * c.total.all / 1e9,
         "training_memory_gb": TRAINING_BYTES_PER_PARAM * c.total.all / 1e9,
     }
 
 
 def objective_for(space: Space, multi: bool):
     dists = distributions(space)
-    # Range priors the suggest bounds already enforce can never break; record only the others (each named
-    # constraint is one storage write per trial).
-    probe = {axis: [dists[axis][0]] for axis in AXES}
-    enforced = {f"layers in [", "d_hidden in [", "n_experts <= ", "top_k <= ", "n_shared_experts <= "}
-    breakable = [name for name in space.prior_violations(probe) if not any(name.startswith(e) for e in enforced)]
+    # The constraints table says which ones the suggest bounds already enforce; record only the others (each
+    # named constraint is one storage write per trial).
+    breakable = [c.label for c in space.constraints if c.optuna == "constraint"]
 
     def objective(trial: optuna.Trial):
         values = {axis: trial.suggest_int(axis, *dists[axis][:2], step=dists[axis][2]) for axis in AXES}
