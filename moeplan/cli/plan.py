@@ -39,7 +39,7 @@ def plan_command(
     d_head: Annotated[int, _opt("--d-head", help="Attention head dim.", panel=PRIORS)] = 128,
     gqa_group: Annotated[int, _opt("--gqa-group", help="Query heads per kv head.", panel=PRIORS)] = 4,
     convention: ConventionOpt = "exact",
-    law: Annotated[str, _opt("--law", help="Loss law (hy, or a fit of it).", panel=SEARCH)] = "hy",
+    law: Annotated[str, _opt("--law", help="Loss law: hy, ludziejewski, krajewski, chinchilla-active, ... (moeplan laws).", panel=SEARCH)] = "hy",
     law_params: Annotated[str | None, _opt("--law-params", help="Fitted constants JSON.", panel=SEARCH)] = None,
     tp: Annotated[int, _opt("--tp", help="Tensor-parallel degree (divides heads).", panel=PRIORS)] = 1,
     ep: Annotated[int, _opt("--ep", help="Expert-parallel degree (divides n_experts).", panel=PRIORS)] = 8,
@@ -161,7 +161,8 @@ def render(p) -> None:
     source = "fitted constants" if p.request.law_params else ", ".join(p.law_constants_source)
     t.add_row("predicted loss", f"[bold]{p.loss:.4f}[/bold] ({p.law}, {source}{interval}); {p.band_size} "
                                 f"configurations within {p.band_tolerance} of it")
-    t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB bf16 weights, {p.training_memory_gb:,.0f} GB training state")
+    t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB weights at {p.request.bytes_per_param:g} bytes/parameter, "
+                        f"{p.training_memory_gb:,.0f} GB training state")
     t.add_row("[LING]", f"EL {p.efficiency_leverage:.2f}: worth {p.dense_equivalent_compute:.3g} dense FLOPs; "
                         f"suggested lr {p.ling_learning_rate:.2e}, batch {human(p.ling_batch_tokens)} tokens")
     for b in p.binding or []:
@@ -172,6 +173,8 @@ def render(p) -> None:
         t.add_row("binding", "none: an interior optimum")
     for e in p.extrapolation:
         t.add_row("extrapolation", f"[yellow]{e}[/yellow]")
+    for w in p.law_warnings:
+        t.add_row("not identified", f"[yellow]{w}[/yellow]")
     if p.verified:
         t.add_row("verified", f"regret {p.regret:.3g} against {p.certificate_points:,} enumerated configurations")
     t.add_row("search", f"{p.points_evaluated:,} of {p.space_size:,} configurations evaluated; "

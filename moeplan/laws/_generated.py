@@ -501,6 +501,10 @@ def hy_compute_gradient(N, N_a, G, S, C, e, f, m, n, k, h, alpha, b, beta, c):
     return _x0*b*beta*(C*_x0)**(-beta) - _x1*c - (_x1*k - h/N)*(G*e + S**2*m + S*n + f/G)
 
 
+def hy_ndag_g_star(e, f):
+    return numpy.sqrt(f/e)
+
+
 def chinchilla_allocation(C, A, B, alpha, beta):
     _x0 = numpy.log(6**(-beta)*A*C**beta*alpha/(B*beta))/(alpha + beta)
     return numpy.exp(_x0), (1/6)*C*numpy.exp(-_x0)
@@ -538,6 +542,7 @@ DERIVED = {
     'hy_g_range': _tag(hy_g_range, ('N', 'N_a', 'tol'), ('e', 'f', 'k', 'h', 'alpha')),
     'hy_s_range': _tag(hy_s_range, ('N', 'N_a', 'tol'), ('m', 'n', 'k', 'h', 'alpha')),
     'hy_compute_gradient': _tag(hy_compute_gradient, ('N', 'N_a', 'G', 'S', 'C'), ('e', 'f', 'm', 'n', 'k', 'h', 'alpha', 'b', 'beta', 'c')),
+    'hy_ndag_g_star': _tag(hy_ndag_g_star, (), ('e', 'f')),
     'chinchilla_allocation': _tag(chinchilla_allocation, ('C',), ('A', 'B', 'alpha', 'beta')),
     'ling_optimal_granularity': _tag(ling_optimal_granularity, (), ('gamma', 'beta')),
 }
@@ -575,6 +580,7 @@ LATEX = {
     'hy_g_range': ['\\frac{N N_{a}^{\\alpha} f + N^{\\alpha} N_{a}^{\\alpha + 1} f h - \\frac{N^{\\frac{\\alpha}{2} + \\frac{1}{2}} N_{a}^{\\frac{\\alpha}{2}} \\sqrt{tol} \\sqrt{f \\left(\\frac{N N^{\\alpha} N_{a}^{\\alpha} tol}{e} + 4 \\sqrt{\\frac{f}{e}} \\left(N N^{\\alpha} k + N N_{a}^{\\alpha} + N^{\\alpha} N_{a} N_{a}^{\\alpha} h\\right)\\right)}}{2} + \\frac{N^{\\alpha + 1} N_{a}^{\\alpha} tol \\sqrt{\\frac{f}{e}}}{2} + N^{\\alpha + 1} f k}{e \\sqrt{\\frac{f}{e}} \\left(N N^{\\alpha} k + N N_{a}^{\\alpha} + N^{\\alpha} N_{a} N_{a}^{\\alpha} h\\right)}', '\\frac{N N_{a}^{\\alpha} f + N^{\\alpha} N_{a}^{\\alpha + 1} f h + \\frac{N^{\\frac{\\alpha}{2} + \\frac{1}{2}} N_{a}^{\\frac{\\alpha}{2}} \\sqrt{tol} \\sqrt{f \\left(\\frac{N N^{\\alpha} N_{a}^{\\alpha} tol}{e} + 4 \\sqrt{\\frac{f}{e}} \\left(N N^{\\alpha} k + N N_{a}^{\\alpha} + N^{\\alpha} N_{a} N_{a}^{\\alpha} h\\right)\\right)}}{2} + \\frac{N^{\\alpha + 1} N_{a}^{\\alpha} tol \\sqrt{\\frac{f}{e}}}{2} + N^{\\alpha + 1} f k}{e \\sqrt{\\frac{f}{e}} \\left(N N^{\\alpha} k + N N_{a}^{\\alpha} + N^{\\alpha} N_{a} N_{a}^{\\alpha} h\\right)}'],
     'hy_s_range': ['\\frac{- N^{\\frac{\\alpha}{2} + \\frac{1}{2}} N_{a}^{\\frac{\\alpha}{2}} \\sqrt{tol} \\sqrt{m^{3} \\left(N N^{\\alpha} k + N N_{a}^{\\alpha} + N^{\\alpha} N_{a} N_{a}^{\\alpha} h\\right)} - \\frac{m n \\left(N N_{a}^{\\alpha} + N^{\\alpha} N_{a}^{\\alpha + 1} h + N^{\\alpha + 1} k\\right)}{2}}{m^{2} \\left(N N^{\\alpha} k + N N_{a}^{\\alpha} + N^{\\alpha} N_{a} N_{a}^{\\alpha} h\\right)}', '\\frac{N^{\\frac{\\alpha}{2} + \\frac{1}{2}} N_{a}^{\\frac{\\alpha}{2}} \\sqrt{tol} \\sqrt{m^{3} \\left(N N^{\\alpha} k + N N_{a}^{\\alpha} + N^{\\alpha} N_{a} N_{a}^{\\alpha} h\\right)} - \\frac{m n \\left(N N_{a}^{\\alpha} + N^{\\alpha} N_{a}^{\\alpha + 1} h + N^{\\alpha + 1} k\\right)}{2}}{m^{2} \\left(N N^{\\alpha} k + N N_{a}^{\\alpha} + N^{\\alpha} N_{a} N_{a}^{\\alpha} h\\right)}'],
     'hy_compute_gradient': ['\\left(- \\frac{N_{a}^{- \\alpha} \\alpha k}{N_{a}} + \\frac{h}{N}\\right) \\left(G e + S^{2} m + S n + \\frac{f}{G}\\right) + \\frac{b \\beta \\left(\\frac{C}{N_{a}}\\right)^{- \\beta}}{N_{a}} - \\frac{N_{a}^{- \\alpha} \\alpha c}{N_{a}}'],
+    'hy_ndag_g_star': ['\\sqrt{\\frac{f}{e}}'],
     'chinchilla_allocation': ['e^{\\frac{\\log{\\left(\\frac{6^{- \\beta} A C^{\\beta} \\alpha}{B \\beta} \\right)}}{\\alpha + \\beta}}', '\\frac{C e^{- \\frac{\\log{\\left(\\frac{6^{- \\beta} A C^{\\beta} \\alpha}{B \\beta} \\right)}}{\\alpha + \\beta}}}{6}'],
     'ling_optimal_granularity': ['2^{- \\frac{\\beta}{2 \\gamma}}'],
 }
@@ -582,18 +588,29 @@ LATEX = {
 TEXT = {
     'hy_g_star': ['sqrt(f/e)'],
     'hy_g_star:description': ['[HY] Appendix D: optimal activated experts G*'],
+    'hy_g_star:law': ['hy'],
     'hy_s_star': ['-n/(2*m)'],
     'hy_s_star:description': ['[HY] Appendix E: optimal shared-expert share S*'],
+    'hy_s_star:law': ['hy'],
     'hy_activation_ratio_star': ['(N*alpha*(G**2*e*k + G*S**2*k*m + G*S*k*n + G*c + f*k)/(h*(G**2*e + G*S**2*m + G*S*n + f)))**(1/(alpha + 1))/N'],
     'hy_activation_ratio_star:description': ['[HY] Appendix F, Eq. 29: theoretical optimal N_a/N at fixed N'],
+    'hy_activation_ratio_star:law': ['hy'],
     'hy_g_range': ['(N*N_a**alpha*f + N**alpha*N_a**(alpha + 1)*f*h - N**(alpha/2 + 1/2)*N_a**(alpha/2)*sqrt(tol)*sqrt(f*(N*N**alpha*N_a**alpha*tol/e + 4*sqrt(f/e)*(N*N**alpha*k + N*N_a**alpha + N**alpha*N_a*N_a**alpha*h)))/2 + N**(alpha + 1)*N_a**alpha*tol*sqrt(f/e)/2 + N**(alpha + 1)*f*k)/(e*sqrt(f/e)*(N*N**alpha*k + N*N_a**alpha + N**alpha*N_a*N_a**alpha*h))', '(N*N_a**alpha*f + N**alpha*N_a**(alpha + 1)*f*h + N**(alpha/2 + 1/2)*N_a**(alpha/2)*sqrt(tol)*sqrt(f*(N*N**alpha*N_a**alpha*tol/e + 4*sqrt(f/e)*(N*N**alpha*k + N*N_a**alpha + N**alpha*N_a*N_a**alpha*h)))/2 + N**(alpha + 1)*N_a**alpha*tol*sqrt(f/e)/2 + N**(alpha + 1)*f*k)/(e*sqrt(f/e)*(N*N**alpha*k + N*N_a**alpha + N**alpha*N_a*N_a**alpha*h))'],
     'hy_g_range:description': ['[HY] Appendix D: G interval within tol of the loss at G*'],
+    'hy_g_range:law': ['hy'],
     'hy_s_range': ['(-N**(alpha/2 + 1/2)*N_a**(alpha/2)*sqrt(tol)*sqrt(m**3*(N*N**alpha*k + N*N_a**alpha + N**alpha*N_a*N_a**alpha*h)) - m*n*(N*N_a**alpha + N**alpha*N_a**(alpha + 1)*h + N**(alpha + 1)*k)/2)/(m**2*(N*N**alpha*k + N*N_a**alpha + N**alpha*N_a*N_a**alpha*h))', '(N**(alpha/2 + 1/2)*N_a**(alpha/2)*sqrt(tol)*sqrt(m**3*(N*N**alpha*k + N*N_a**alpha + N**alpha*N_a*N_a**alpha*h)) - m*n*(N*N_a**alpha + N**alpha*N_a**(alpha + 1)*h + N**(alpha + 1)*k)/2)/(m**2*(N*N**alpha*k + N*N_a**alpha + N**alpha*N_a*N_a**alpha*h))'],
     'hy_s_range:description': ['[HY] Appendix E: S interval within tol of the loss at S*'],
+    'hy_s_range:law': ['hy'],
     'hy_compute_gradient': ['(-alpha*k/(N_a*N_a**alpha) + h/N)*(G*e + S**2*m + S*n + f/G) + b*beta/(N_a*(C/N_a)**beta) - alpha*c/(N_a*N_a**alpha)'],
     'hy_compute_gradient:description': ['[HY] Appendix G, Eq. 31: dL/dN_a at fixed N, D = C/N_a'],
+    'hy_compute_gradient:law': ['hy'],
+    'hy_ndag_g_star': ['sqrt(f/e)'],
+    'hy_ndag_g_star:description': ['[HY] Eq. 9: optimal activated experts G*'],
+    'hy_ndag_g_star:law': ['hy-ndag'],
     'chinchilla_allocation': ['exp(log(A*C**beta*alpha/(6**beta*B*beta))/(alpha + beta))', 'C*exp(-log(A*C**beta*alpha/(6**beta*B*beta))/(alpha + beta))/6'],
     'chinchilla_allocation:description': ['[CHIN]: compute-optimal N and D for C = 6ND'],
+    'chinchilla_allocation:law': ['chinchilla'],
     'ling_optimal_granularity': ['2**(-beta/(2*gamma))'],
     'ling_optimal_granularity:description': ['[LING]: granularity maximising EL'],
+    'ling_optimal_granularity:law': ['ling'],
 }

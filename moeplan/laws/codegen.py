@@ -148,10 +148,8 @@ def generate() -> str:
                 entries.append(f"({tags[0]}, {tags[1]}, {tuple(box)!r})")
             bounds.append(f"    {law.name!r}: ({', '.join(entries)}{',' if len(entries) == 1 else ''}),"
                           if terms else f"    {law.name!r}: None,")
-    hy, chin, ling = LAWS["hy"], LAWS["chinchilla"], LAWS["ling"]
-    owners = {"hy": hy, "chinchilla": chin, "ling": ling}
-    for name, (expr, description) in derive.derived().items():
-        law = owners[name.split("_")[0]]
+    for name, (expr, description, owner) in derive.derived().items():
+        law = LAWS[owner]
         exprs = expr if isinstance(expr, tuple) else (expr,)
         src, variables, constants = _function(name, exprs, law.constant_names)
         parts += ["", src, ""]
@@ -159,6 +157,7 @@ def generate() -> str:
         latex[name] = [sp.latex(e) for e in exprs]
         text[name] = [sp.sstr(e) for e in exprs]
         text[name + ":description"] = [description]
+        text[name + ":law"] = [owner]
     parts += ["", "FUNCTIONS = {", *table, "}", "", "DERIVED = {", *derived_table, "}", ""]
     parts += ["# law -> terms (coefficient c_t, factor phi_t, phi_t's variables) of its box bound; None: no bound",
               "BOUNDS = {", *bounds, "}", ""]

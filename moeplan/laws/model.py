@@ -56,6 +56,8 @@ class Extrapolation(BaseModel):
     factor: float = Field(description="value / high above the range, low / value below it")
 
     def __str__(self) -> str:
+        if self.low == self.high:
+            return f"{self.variable} = {self.value:.3g}, but the fit saw only {self.variable} = {self.low:.3g}"
         side = "above" if self.value > self.high else "below"
         return (f"{self.variable} = {self.value:.3g} is {self.factor:.3g}x {side} the fitted range "
                 f"[{self.low:.3g}, {self.high:.3g}]")
@@ -236,8 +238,8 @@ class Law(BaseModel):
         """Optima derived by sympy for this law's form (name: description); empty if none."""
         from moeplan.laws import _generated
 
-        prefix = self.form.replace("-", "_") + "_"
-        return {k: _generated.TEXT[k + ":description"][0] for k in _generated.DERIVED if k.startswith(prefix)}
+        return {k: _generated.TEXT[k + ":description"][0] for k in _generated.DERIVED
+                if _generated.TEXT[k + ":law"][0] == self.form}
 
     def extrapolation(self, **values: float) -> list[Extrapolation]:
         """Inputs outside the fitted domain, with the factor by which they lie outside."""

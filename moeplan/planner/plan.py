@@ -90,6 +90,7 @@ class Plan(BaseModel):
     binding: list[Binding]
     assumptions: list[str]
     extrapolation: list[Extrapolation]
+    law_warnings: list[str] = Field(default_factory=list, description="inputs the law's fit never saw vary")
 
     space_size: int
     points_evaluated: int
@@ -305,6 +306,9 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         binding=binding_constraints(space, _axes(best), best.loss),
         assumptions=assumptions(space),
         extrapolation=law.extrapolation(**inputs),
+        law_warnings=[f"{v.name}: the fit saw only {v.name} = {v.domain[0]:.4g}; the plan's {v.name} = "
+                      f"{inputs[v.name]:.4g} rests on constants those runs did not determine"
+                      for v in law.variables if v.domain and v.domain[0] == v.domain[1] == inputs[v.name]],
         space_size=space.size,
         points_evaluated=evaluated,
         verified=certificate is not None,
