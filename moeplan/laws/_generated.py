@@ -34,40 +34,29 @@ def hy__basis(N, D, N_a, G, S, k, h, alpha, beta):
     return 0, G*_x2, _x2/G, S**2*_x2, S*_x2, _x0, D**(-beta), _x1, 1
 
 
-def hy__bound0_coef(epsilon):
-    return epsilon
+def hy__bound_coefs(G, S, e, f, m, n, k, h, a, b, c, epsilon):
+    _x0 = G*e
+    _x1 = S*n
+    _x2 = f/G
+    _x3 = S**2*m
+    _x4 = _x0 + _x1 + _x2 + _x3
+    return epsilon, b, _x4 + a, _x0*k + _x1*k + _x2*k + _x3*k + c, _x4*h
 
 
 def hy__bound0_phi():
     return 1
 
 
-def hy__bound1_coef(b):
-    return b
-
-
 def hy__bound1_phi(D, beta):
     return D**(-beta)
-
-
-def hy__bound2_coef(G, S, e, f, m, n, a):
-    return G*e + S**2*m + S*n + a + f/G
 
 
 def hy__bound2_phi(N, alpha):
     return N**(-alpha)
 
 
-def hy__bound3_coef(G, S, e, f, m, n, k, c):
-    return G*e*k + S**2*k*m + S*k*n + c + f*k/G
-
-
 def hy__bound3_phi(N_a, alpha):
     return N_a**(-alpha)
-
-
-def hy__bound4_coef(G, S, e, f, m, n, h):
-    return h*(G*e + S**2*m + S*n + f/G)
 
 
 def hy__bound4_phi(N, N_a):
@@ -86,24 +75,16 @@ def hy_nd__basis(N, D, alpha, beta):
     return 0, N**(-alpha), D**(-beta), 1
 
 
-def hy_nd__bound0_coef(epsilon):
-    return epsilon
+def hy_nd__bound_coefs(a, b, epsilon):
+    return epsilon, b, a
 
 
 def hy_nd__bound0_phi():
     return 1
 
 
-def hy_nd__bound1_coef(b):
-    return b
-
-
 def hy_nd__bound1_phi(D, beta):
     return D**(-beta)
-
-
-def hy_nd__bound2_coef(a):
-    return a
 
 
 def hy_nd__bound2_phi(N, alpha):
@@ -123,40 +104,24 @@ def hy_nda__basis(N, D, N_a, alpha, beta):
     return 0, N**(-alpha), D**(-beta), N_a**(-alpha), N_a/N, 1
 
 
-def hy_nda__bound0_coef(epsilon):
-    return epsilon
+def hy_nda__bound_coefs(a, b, c, h, epsilon):
+    return epsilon, b, a, c, h
 
 
 def hy_nda__bound0_phi():
     return 1
 
 
-def hy_nda__bound1_coef(b):
-    return b
-
-
 def hy_nda__bound1_phi(D, beta):
     return D**(-beta)
-
-
-def hy_nda__bound2_coef(a):
-    return a
 
 
 def hy_nda__bound2_phi(N, alpha):
     return N**(-alpha)
 
 
-def hy_nda__bound3_coef(c):
-    return c
-
-
 def hy_nda__bound3_phi(N_a, alpha):
     return N_a**(-alpha)
-
-
-def hy_nda__bound4_coef(h):
-    return h
 
 
 def hy_nda__bound4_phi(N, N_a):
@@ -188,40 +153,27 @@ def hy_ndag__basis(N, D, N_a, G, k, h, alpha, beta):
     return 0, G*_x2, _x2/G, _x0, D**(-beta), _x1, 1
 
 
-def hy_ndag__bound0_coef(epsilon):
-    return epsilon
+def hy_ndag__bound_coefs(G, e, f, k, h, a, b, c, epsilon):
+    _x0 = G*e
+    _x1 = f/G
+    _x2 = _x0 + _x1
+    return epsilon, b, _x2 + a, _x0*k + _x1*k + c, _x2*h
 
 
 def hy_ndag__bound0_phi():
     return 1
 
 
-def hy_ndag__bound1_coef(b):
-    return b
-
-
 def hy_ndag__bound1_phi(D, beta):
     return D**(-beta)
-
-
-def hy_ndag__bound2_coef(G, e, f, a):
-    return G*e + a + f/G
 
 
 def hy_ndag__bound2_phi(N, alpha):
     return N**(-alpha)
 
 
-def hy_ndag__bound3_coef(G, e, f, k, c):
-    return G*e*k + c + f*k/G
-
-
 def hy_ndag__bound3_phi(N_a, alpha):
     return N_a**(-alpha)
-
-
-def hy_ndag__bound4_coef(G, e, f, h):
-    return h*(G*e + f/G)
 
 
 def hy_ndag__bound4_phi(N, N_a):
@@ -240,24 +192,16 @@ def chinchilla__basis(N, D, alpha, beta):
     return 0, 1, N**(-alpha), D**(-beta)
 
 
-def chinchilla__bound0_coef(E):
-    return E
+def chinchilla__bound_coefs(E, A, B):
+    return E, B, A
 
 
 def chinchilla__bound0_phi():
     return 1
 
 
-def chinchilla__bound1_coef(B):
-    return B
-
-
 def chinchilla__bound1_phi(D, beta):
     return D**(-beta)
-
-
-def chinchilla__bound2_coef(A):
-    return A
 
 
 def chinchilla__bound2_phi(N, alpha):
@@ -279,32 +223,20 @@ def krajewski__basis(N, D, G_K, alpha, beta, gamma):
     return 0, 1, _x0, D**(-beta), G_K**(-gamma)*_x0
 
 
-def krajewski__bound0_coef(c):
-    return c
+def krajewski__bound_coefs(c, a, b, g):
+    return c, b, a, g
 
 
 def krajewski__bound0_phi():
     return 1
 
 
-def krajewski__bound1_coef(b):
-    return b
-
-
 def krajewski__bound1_phi(D, beta):
     return D**(-beta)
 
 
-def krajewski__bound2_coef(a):
-    return a
-
-
 def krajewski__bound2_phi(N, alpha):
     return N**(-alpha)
-
-
-def krajewski__bound3_coef(g):
-    return g
 
 
 def krajewski__bound3_phi(N, G_K, alpha, gamma):
@@ -332,24 +264,16 @@ def ludziejewski__basis(D, N_a, E, delta, alpha, gamma, omega, beta, zeta):
     return 0, E**delta*N_a**(-_x0*gamma - alpha), D**(-_x0*zeta - beta)*E**omega, 1
 
 
-def ludziejewski__bound0_coef(c):
-    return c
+def ludziejewski__bound_coefs(a, b, c):
+    return c, b, a
 
 
 def ludziejewski__bound0_phi():
     return 1
 
 
-def ludziejewski__bound1_coef(b):
-    return b
-
-
 def ludziejewski__bound1_phi(D, E, omega, beta, zeta):
     return D**(-beta)*D**(-zeta*numpy.log(E))*E**omega
-
-
-def ludziejewski__bound2_coef(a):
-    return a
 
 
 def ludziejewski__bound2_phi(N_a, E, delta, alpha, gamma):
@@ -547,15 +471,15 @@ DERIVED = {
     'ling_optimal_granularity': _tag(ling_optimal_granularity, (), ('gamma', 'beta')),
 }
 
-# law -> terms (coefficient c_t, factor phi_t, phi_t's variables) of its box bound; None: no bound
+# law -> (coefficients c_t, terms (factor phi_t, phi_t's variables)) of its box bound; None: no bound
 BOUNDS = {
-    'hy': ((_tag(hy__bound0_coef, (), ('epsilon',)), _tag(hy__bound0_phi, (), ()), ()), (_tag(hy__bound1_coef, (), ('b',)), _tag(hy__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy__bound2_coef, ('G', 'S'), ('e', 'f', 'm', 'n', 'a')), _tag(hy__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(hy__bound3_coef, ('G', 'S'), ('e', 'f', 'm', 'n', 'k', 'c')), _tag(hy__bound3_phi, ('N_a',), ('alpha',)), ('N_a',)), (_tag(hy__bound4_coef, ('G', 'S'), ('e', 'f', 'm', 'n', 'h')), _tag(hy__bound4_phi, ('N', 'N_a'), ()), ('N', 'N_a'))),
-    'hy-nd': ((_tag(hy_nd__bound0_coef, (), ('epsilon',)), _tag(hy_nd__bound0_phi, (), ()), ()), (_tag(hy_nd__bound1_coef, (), ('b',)), _tag(hy_nd__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy_nd__bound2_coef, (), ('a',)), _tag(hy_nd__bound2_phi, ('N',), ('alpha',)), ('N',))),
-    'hy-nda': ((_tag(hy_nda__bound0_coef, (), ('epsilon',)), _tag(hy_nda__bound0_phi, (), ()), ()), (_tag(hy_nda__bound1_coef, (), ('b',)), _tag(hy_nda__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy_nda__bound2_coef, (), ('a',)), _tag(hy_nda__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(hy_nda__bound3_coef, (), ('c',)), _tag(hy_nda__bound3_phi, ('N_a',), ('alpha',)), ('N_a',)), (_tag(hy_nda__bound4_coef, (), ('h',)), _tag(hy_nda__bound4_phi, ('N', 'N_a'), ()), ('N', 'N_a'))),
-    'hy-ndag': ((_tag(hy_ndag__bound0_coef, (), ('epsilon',)), _tag(hy_ndag__bound0_phi, (), ()), ()), (_tag(hy_ndag__bound1_coef, (), ('b',)), _tag(hy_ndag__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy_ndag__bound2_coef, ('G',), ('e', 'f', 'a')), _tag(hy_ndag__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(hy_ndag__bound3_coef, ('G',), ('e', 'f', 'k', 'c')), _tag(hy_ndag__bound3_phi, ('N_a',), ('alpha',)), ('N_a',)), (_tag(hy_ndag__bound4_coef, ('G',), ('e', 'f', 'h')), _tag(hy_ndag__bound4_phi, ('N', 'N_a'), ()), ('N', 'N_a'))),
-    'chinchilla': ((_tag(chinchilla__bound0_coef, (), ('E',)), _tag(chinchilla__bound0_phi, (), ()), ()), (_tag(chinchilla__bound1_coef, (), ('B',)), _tag(chinchilla__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(chinchilla__bound2_coef, (), ('A',)), _tag(chinchilla__bound2_phi, ('N',), ('alpha',)), ('N',))),
-    'krajewski': ((_tag(krajewski__bound0_coef, (), ('c',)), _tag(krajewski__bound0_phi, (), ()), ()), (_tag(krajewski__bound1_coef, (), ('b',)), _tag(krajewski__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(krajewski__bound2_coef, (), ('a',)), _tag(krajewski__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(krajewski__bound3_coef, (), ('g',)), _tag(krajewski__bound3_phi, ('N', 'G_K'), ('alpha', 'gamma')), ('G_K', 'N'))),
-    'ludziejewski': ((_tag(ludziejewski__bound0_coef, (), ('c',)), _tag(ludziejewski__bound0_phi, (), ()), ()), (_tag(ludziejewski__bound1_coef, (), ('b',)), _tag(ludziejewski__bound1_phi, ('D', 'E'), ('omega', 'beta', 'zeta')), ('D', 'E')), (_tag(ludziejewski__bound2_coef, (), ('a',)), _tag(ludziejewski__bound2_phi, ('N_a', 'E'), ('delta', 'alpha', 'gamma')), ('E', 'N_a'))),
+    'hy': (_tag(hy__bound_coefs, ('G', 'S'), ('e', 'f', 'm', 'n', 'k', 'h', 'a', 'b', 'c', 'epsilon')), ((_tag(hy__bound0_phi, (), ()), ()), (_tag(hy__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(hy__bound3_phi, ('N_a',), ('alpha',)), ('N_a',)), (_tag(hy__bound4_phi, ('N', 'N_a'), ()), ('N', 'N_a')),)),
+    'hy-nd': (_tag(hy_nd__bound_coefs, (), ('a', 'b', 'epsilon')), ((_tag(hy_nd__bound0_phi, (), ()), ()), (_tag(hy_nd__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy_nd__bound2_phi, ('N',), ('alpha',)), ('N',)),)),
+    'hy-nda': (_tag(hy_nda__bound_coefs, (), ('a', 'b', 'c', 'h', 'epsilon')), ((_tag(hy_nda__bound0_phi, (), ()), ()), (_tag(hy_nda__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy_nda__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(hy_nda__bound3_phi, ('N_a',), ('alpha',)), ('N_a',)), (_tag(hy_nda__bound4_phi, ('N', 'N_a'), ()), ('N', 'N_a')),)),
+    'hy-ndag': (_tag(hy_ndag__bound_coefs, ('G',), ('e', 'f', 'k', 'h', 'a', 'b', 'c', 'epsilon')), ((_tag(hy_ndag__bound0_phi, (), ()), ()), (_tag(hy_ndag__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(hy_ndag__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(hy_ndag__bound3_phi, ('N_a',), ('alpha',)), ('N_a',)), (_tag(hy_ndag__bound4_phi, ('N', 'N_a'), ()), ('N', 'N_a')),)),
+    'chinchilla': (_tag(chinchilla__bound_coefs, (), ('E', 'A', 'B')), ((_tag(chinchilla__bound0_phi, (), ()), ()), (_tag(chinchilla__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(chinchilla__bound2_phi, ('N',), ('alpha',)), ('N',)),)),
+    'krajewski': (_tag(krajewski__bound_coefs, (), ('c', 'a', 'b', 'g')), ((_tag(krajewski__bound0_phi, (), ()), ()), (_tag(krajewski__bound1_phi, ('D',), ('beta',)), ('D',)), (_tag(krajewski__bound2_phi, ('N',), ('alpha',)), ('N',)), (_tag(krajewski__bound3_phi, ('N', 'G_K'), ('alpha', 'gamma')), ('G_K', 'N')),)),
+    'ludziejewski': (_tag(ludziejewski__bound_coefs, (), ('a', 'b', 'c')), ((_tag(ludziejewski__bound0_phi, (), ()), ()), (_tag(ludziejewski__bound1_phi, ('D', 'E'), ('omega', 'beta', 'zeta')), ('D', 'E')), (_tag(ludziejewski__bound2_phi, ('N_a', 'E'), ('delta', 'alpha', 'gamma')), ('E', 'N_a')),)),
     'clark': None,
     'abnar': None,
 }

@@ -137,17 +137,22 @@ def generate() -> str:
             parts += ["", *sources, ""]
             fitting.append(entry)
             terms = bound_terms(law)
+            if not terms:
+                bounds.append(f"    {law.name!r}: None,")
+                continue
+            stem = law.name.replace("-", "_")
+            # one function for every coefficient, so common subexpressions ([HY]'s A(G, S)) are computed once
+            src, variables, constants = _function(f"{stem}__bound_coefs", [c for c, _, _ in terms],
+                                                  law.constant_names)
+            parts += ["", src, ""]
+            coefs = f"_tag({stem}__bound_coefs, {tuple(variables)!r}, {tuple(constants)!r})"
             entries = []
-            for t, (coef, phi, box) in enumerate(terms or ()):
-                tags = []
-                for part, expr_part in (("coef", coef), ("phi", phi)):
-                    fname = f"{law.name.replace('-', '_')}__bound{t}_{part}"
-                    src, variables, constants = _function(fname, [expr_part], law.constant_names)
-                    parts += ["", src, ""]
-                    tags.append(f"_tag({fname}, {tuple(variables)!r}, {tuple(constants)!r})")
-                entries.append(f"({tags[0]}, {tags[1]}, {tuple(box)!r})")
-            bounds.append(f"    {law.name!r}: ({', '.join(entries)}{',' if len(entries) == 1 else ''}),"
-                          if terms else f"    {law.name!r}: None,")
+            for t, (_, phi, box) in enumerate(terms):
+                src, variables, constants = _function(f"{stem}__bound{t}_phi", [phi], law.constant_names)
+                parts += ["", src, ""]
+                entries.append(f"(_tag({stem}__bound{t}_phi, {tuple(variables)!r}, {tuple(constants)!r}), "
+                               f"{tuple(box)!r})")
+            bounds.append(f"    {law.name!r}: ({coefs}, ({', '.join(entries)},)),")
     for name, (expr, description, owner) in derive.derived().items():
         law = LAWS[owner]
         exprs = expr if isinstance(expr, tuple) else (expr,)
@@ -159,7 +164,7 @@ def generate() -> str:
         text[name + ":description"] = [description]
         text[name + ":law"] = [owner]
     parts += ["", "FUNCTIONS = {", *table, "}", "", "DERIVED = {", *derived_table, "}", ""]
-    parts += ["# law -> terms (coefficient c_t, factor phi_t, phi_t's variables) of its box bound; None: no bound",
+    parts += ["# law -> (coefficients c_t, terms (factor phi_t, phi_t's variables)) of its box bound; None: no bound",
               "BOUNDS = {", *bounds, "}", ""]
     parts += ["# law -> (jacobian in every constant, linear basis [phi_0, phi_i...], linear constants)",
               "FITTING = {", *fitting, "}", ""]

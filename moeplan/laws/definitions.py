@@ -155,8 +155,7 @@ def _form_only(names, source):
 CHIN = "[CHIN] Hoffmann et al. 2022, Approach 3"
 EPOCH = "[EPOCH] Besiroglu et al. 2024, Eq. 4 refit"
 KRAJ = "[KRAJ] Krajewski et al. 2024 (secondary source)"
-JOINT = ("[JOINT] Ludziejewski et al. 2025, as quoted by a secondary source (occupying-mars.notion.site, "
-         "'MOE scaling laws'); exponent signs reconstructed")
+JOINT = "[JOINT] via a secondary source (occupying-mars.notion.site, 'MOE scaling laws'); signs reconstructed"
 CLARK = "[CLARK] Clark et al. 2022, S-BASE (secondary source)"
 LING = "[LING] Tian et al. 2025"
 HOL = "[HOL] Wan et al. 2026, Eq. 2"

@@ -219,17 +219,17 @@ class Law(BaseModel):
         if not groups:
             raise MoeplanError(f"law {self.name!r} has no box bound: the planner enumerates")
         values = self.values
-        total, fixed = 0.0, set()
-        for coef_fn, phi_fn, box in groups:
-            coef = coef_fn(*(low[v] for v in coef_fn.variables), *(values[c] for c in coef_fn.constants))
+        coefs_fn, terms = groups
+        coefs = coefs_fn(*(low[v] for v in coefs_fn.variables), *(values[c] for c in coefs_fn.constants))
+        total = 0.0
+        for coef, (phi_fn, box) in zip(coefs, terms, strict=True):
             consts = [values[c] for c in phi_fn.constants]
             best = None
             for corner in range(1 << len(box)):
                 phi = phi_fn(*((high if (corner >> box.index(v)) & 1 else low)[v] for v in phi_fn.variables), *consts)
                 best = coef * phi if best is None else np.minimum(best, coef * phi)
             total = total + best
-            fixed.update(coef_fn.variables)
-        for v in sorted(fixed):
+        for v in coefs_fn.variables:
             if not np.array_equal(low[v], high[v]):
                 total = np.where(np.asarray(low[v]) == np.asarray(high[v]), total, -np.inf)
         return total
