@@ -166,3 +166,16 @@ def test_laws_that_cannot_score_an_architecture_say_why():
     assert "predicts leverage, not loss" in get_law("ling").can_score()
     assert "fit it first" in get_law("abnar").can_score()
     assert get_law("joint").name == "ludziejewski"  # the former name still works
+
+
+@pytest.mark.slow
+def test_ludziejewski_plan_at_1e22_is_certified_by_enumeration(cli):
+    """The issue's check: `moeplan plan --law ludziejewski --flops 1e22 --verify` has regret 0 (all 214,856,000
+    configurations enumerated; ~40 s of CPU)."""
+    out = cli("plan", "--law", "ludziejewski", "--flops", "1e22", "--verify", "--storage", ":memory:", "--json")
+    assert out.code == 0, out.err
+    p = out.json()
+    assert p["law"] == "ludziejewski" and p["verified"] and p["regret"] == 0.0
+    assert p["certificate_points"] == p["space_size"] == 214_856_000
+    assert set(p["law_inputs"]) == {"N_a", "D", "E"}
+    assert p["law_inputs"]["E"] == p["architecture"]["n_experts"] / p["architecture"]["top_k"]

@@ -216,7 +216,7 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     law, samples = law_and_samples(request)
     why = law.can_score()
     if why is not None:
-        raise MoeplanError(f"cannot plan with it: {why}")
+        raise MoeplanError(why)
     space = Space(request, law)
     space.check()
 
