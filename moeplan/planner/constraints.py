@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -33,8 +34,10 @@ def _axis(values, name):
     return np.asarray(values[name])
 
 
+@lru_cache(maxsize=64)
 def table(r: PlanRequest) -> tuple[Constraint, ...]:
-    """The constraints of request `r`, shape priors first, then the caps on counts and tokens."""
+    """The constraints of request `r`, shape priors first, then the caps on counts and tokens (cached: a
+    Space asks on every evaluation, and must stay picklable for worker processes, so it keeps none)."""
     p = r.priors
     ax = _axis
     rows = [
@@ -75,6 +78,7 @@ def table(r: PlanRequest) -> tuple[Constraint, ...]:
     return tuple(rows)
 
 
+@lru_cache(maxsize=64)
 def on_counts(r: PlanRequest) -> tuple[Constraint, ...]:
     """The constraints on counts and tokens (the ones with a box test): the index space does not hold them."""
     return tuple(c for c in table(r) if c.box_may_hold is not None)

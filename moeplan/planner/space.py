@@ -157,14 +157,14 @@ class Space:
             ok &= ~constraint.broken(values, ev)
         return replace(ev, feasible=ok)
 
-    @cached_property
+    @property
     def constraints(self) -> tuple[constraints.Constraint, ...]:
         """The request's constraints table (moeplan.planner.constraints)."""
         return constraints.table(self.request)
 
-    @cached_property
+    @property
     def count_constraints(self) -> tuple[constraints.Constraint, ...]:
-        return tuple(c for c in self.constraints if c.box_may_hold is not None)
+        return constraints.on_counts(self.request)
 
     def box_may_be_feasible(self, lo: Evaluation, hi: Evaluation) -> np.ndarray:
         """Feasibility over boxes, from the table's box tests: False where no point of the box can be feasible."""
