@@ -259,10 +259,11 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
     r = space.request
     c = count(arch, r.convention)
     derived = describe(space, _axes(best))
-    inputs = {k: float(v) for k, v in law.inputs(of_count(c, tokens=best.tokens)).items()}
+    q = of_count(c, tokens=best.tokens)
+    inputs = {k: float(v) for k, v in law.inputs(q).items()}
     ling = get_law("ling")
-    el = float(ling.evaluate(A=arch.activation_ratio, G_L=arch.granularity, C=r.compute))
-    g, s = arch.activated_experts, arch.shared_ratio
+    el = float(ling.evaluate(A=q["A"], G_L=q["G_L"], C=r.compute))
+    g, s = q["G"], q["S"]
     front = None
     if r.objective == "pareto":
         front = sorted((_trial_candidate(t) for t in study.best_trials if not t.user_attrs.get("violated")),
@@ -289,8 +290,8 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         loss=best.loss,
         activated_experts=g,
         shared_ratio=s,
-        granularity=arch.granularity,
-        activation_ratio=arch.activation_ratio,
+        granularity=q["G_L"],
+        activation_ratio=q["A"],
         total_over_active=derived["total_over_active"],
         weight_memory_gb=r.bytes_per_param * c.total.all / 1e9,
         training_memory_gb=derived["training_memory_gb"],

@@ -120,17 +120,17 @@ def describe(space: Space, values: dict[str, int]) -> dict[str, float]:
     r = space.request
     c = count(space.architecture_of(values), r.convention)
     tokens = r.compute / c.train_flops_per_token
-    g = values["top_k"] + values["n_shared_experts"]
+    q = of_count(c, tokens=tokens)
     return {
-        "loss": float(space.law.loss(space.law.inputs(of_count(c, tokens=tokens)))),
+        "loss": float(space.law.loss(space.law.inputs(q))),
         "total_params": c.total.all,
         "active_params": c.active.all,
         "law_N": c.total.without_embeddings,
         "law_N_a": c.active.without_embeddings,
         "tokens": tokens,
         "train_flops_per_token": c.train_flops_per_token,
-        "activated_experts_G": g,
-        "shared_ratio_S": values["n_shared_experts"] / g,
+        "activated_experts_G": q["G"],
+        "shared_ratio_S": q["S"],
         "total_over_active": c.total.without_embeddings / c.active.without_embeddings,
         "tokens_per_param": tokens / c.total.all,
         "weight_memory_gb": r.bytes_per_param * c.total.all / 1e9,
