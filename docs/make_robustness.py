@@ -42,7 +42,7 @@ CASES = [
                                               "--storage :memory:"),
     ("contradictory priors", "moeplan plan --flops 1e22 --min-aspect 200"),
     ("priors that leave no shape", "moeplan plan --flops 1e22 --max-layers 3 --max-aspect 150 --storage :memory:"),
-    ("a law the planner cannot optimise", "moeplan plan --flops 1e22 --law chinchilla --storage :memory:"),
+    ("a law the planner cannot optimise", "moeplan plan --flops 1e22 --law ling --storage :memory:"),
     ("an unknown law", "moeplan plan --flops 1e22 --law gpt"),
     ("a missing fitted-constants file", "moeplan plan --flops 1e22 --law-params {missing.json}"),
     ("fitted constants of another law", "moeplan plan --flops 1e22 --law-params {fitted-chinchilla.json}"),

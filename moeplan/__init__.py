@@ -1,8 +1,7 @@
 """moeplan: plan Mixture-of-Experts pre-training runs from a compute budget."""
 
+from moeplan._version import __version__
 from moeplan.flops import MLA, Architecture, Convention, count
-
-__version__ = "0.1.0"
 
 _PLANNER = {"plan": "moeplan.planner", "PlanRequest": "moeplan.planner", "Plan": "moeplan.planner",
             "Priors": "moeplan.planner", "frontier": "moeplan.planner.curves", "budgets": "moeplan.planner.curves"}

@@ -149,3 +149,49 @@ def test_missing_runs_file_is_a_usage_error(cli, tmp_path):
 def test_mean_absolute_error_is_zero_at_the_truth():
     runs = synthetic(0.0)
     assert mean_absolute_error(HY, runs, HY.values) < 1e-12
+
+
+def fixed_experts_runs(sigma: float = 0.003, seed: int = 5) -> Runs:
+    """[HY]'s design points with every run at top-8 and no shared expert (G = 8, S = 0), as third-party MoE
+    runs usually are: the law's G and S terms cannot be identified from them."""
+    x = dict(DESIGN, G=np.full(len(ROWS), 8.0), S=np.zeros(len(ROWS)))
+    noise = np.random.default_rng(seed).normal(0, sigma, len(ROWS))
+    return Runs(x, HY.evaluate(**x) + noise)
+
+
+def test_a_fit_where_g_and_s_never_vary_reports_no_optimum_in_them_and_says_why(tmp_path, cli):
+    path, out = tmp_path / "runs.csv", tmp_path / "fit.json"
+    write_runs(path, fixed_experts_runs())
+    report = run_fit(path, "hy", starts=16, out=out)
+    assert report.derived == []  # neither G* nor S*
+    assert "S is constant (0 in all 446 runs): its effect is not identified; no S* reported" in report.diagnostics
+    assert "G is constant (8 in all 446 runs): its effect is not identified; no G* reported" in report.diagnostics
+    saved = json.loads(out.read_text())
+    assert saved["ranges"]["S"] == [0.0, 0.0] and saved["ranges"]["G"] == [8.0, 8.0]
+    assert saved["ranges"]["N"] == [float(DESIGN["N"].min()), float(DESIGN["N"].max())]
+    # physical signs by default: epsilon >= 0 and the exponents > 0, whatever the data
+    values = {c.name: c.value for c in report.constants}
+    assert values["epsilon"] >= 0 and values["alpha"] > 0 and values["beta"] > 0
+
+    shown = cli("fit", str(path), "--starts", "8")
+    assert shown.code == 0
+    assert not [line for line in shown.out.splitlines() if line.strip().startswith(("S*", "G*"))]
+    assert "no S* reported" in shown.out
+
+    planned = cli("plan", "--flops", "1e21", "--max-d-hidden", "2048", "--max-experts", "32", "--law-params", out,
+                  "--storage", ":memory:", "--json").json()
+    assert planned["law_domain"] == f"the ranges of the fit in {out}"
+    outside = {e["variable"]: e for e in planned["extrapolation"]}
+    g, s = planned["law_inputs"]["G"], planned["law_inputs"]["S"]
+    assert ("G" in outside) == (g != 8.0) and ("S" in outside) == (s != 0.0)
+    assert {"G", "S"} <= set(outside) | {w.split(":")[0] for w in planned["law_warnings"]}
+
+
+def test_collinear_variables_are_named():
+    x = dict(DESIGN)
+    x["N_a"] = x["N"] * 0.2 * (1 + np.random.default_rng(0).normal(0, 1e-4, len(ROWS)))  # N_a/N fixed
+    runs = Runs(x, HY.evaluate(**x))
+    from moeplan.laws.fit import collinear_pairs
+
+    pairs = collinear_pairs(runs)
+    assert [(a, b) for a, b, _ in pairs] == [("N", "N_a")] and pairs[0][2] > 1000

@@ -17,7 +17,7 @@ def test_laws_json_lists_every_law_with_provenance(cli):
     assert [law["name"] for law in laws] == list(LAWS)
     hy = laws[0]
     assert hy["constants"][0] == {"name": "e", "value": 0.1577, "source": "[HY] Table 2", "status": "verbatim",
-                                  "note": ""}
+                                  "note": "", "sign": "nonnegative"}
     assert hy["formula"].startswith("[HY] Eq. 1/11/15")
 
 

@@ -42,6 +42,8 @@ def fit_command(
     compare: Annotated[bool, typer.Option("--compare", help="Also fit and score other law forms.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for starts, holdout and bootstrap.")] = 0,
     force: ForceOpt = False,
+    free_signs: Annotated[bool, typer.Option("--free-signs", help="Let constants take any sign (default: "
+                                                                   "exponents > 0, floors and scales >= 0).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Fit a scaling law's constants to training runs; report held-out error and intervals."""
@@ -54,7 +56,8 @@ def fit_command(
     doing = f"fitting {law}" + (f" and {bootstrap:,} bootstrap resamples" if bootstrap else "")
     with progress(doing):
         report = run_fit(runs, law, objective, delta, 10.0, starts, seed, holdout_column, holdout_fraction,
-                         bootstrap, compare, _pairs(columns, "--columns"), out, _pairs(where, "--where"))
+                         bootstrap, compare, _pairs(columns, "--columns"), out, _pairs(where, "--where"),
+                         free_signs)
     if json_out:
         emit_json(report)
         return
@@ -69,6 +72,10 @@ def fit_command(
         interval = f"[{d.low:.4g}, {d.high:.4g}]" if d.low is not None else ""
         table.add_row(d.name, f"{d.value:.4g}", interval, "")
     stdout.print(table)
+    for line in report.diagnostics:
+        stdout.print(f"[yellow]not identified:[/yellow] {line}")
+    ranges = "; ".join(f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in report.ranges.items())
+    stdout.print(f"fitted ranges (plans with --law-params check extrapolation against these): {ranges}")
     holdout = f"{report.holdout_mae:.4f} on {report.n_holdout} held-out runs" if report.holdout_mae is not None \
         else "no held-out runs (--holdout-column or --holdout-fraction)"
     stdout.print(f"mean absolute error: {report.fit_mae:.4f} on the fitted runs; {holdout}")

@@ -40,6 +40,12 @@ def laws_command(json_out: JsonOpt = False) -> None:
         stdout.print(table)
         domain = [f"{v.name} in [{v.domain[0]:.3g}, {v.domain[1]:.3g}]" for v in law.variables if v.domain]
         stdout.print("fitted domain: " + ("; ".join(domain) if domain else "not published"))
+        why = law.can_score()
+        stdout.print("planner: " + (f"no ({why.split(': ', 1)[0].removeprefix(f'law {law.name!r} ')})" if why else
+                                    "branch and bound" if law.has_bound else "exact enumeration (no box bound)"))
+        counted = [f"{v.name} = {v.quantity}" for v in law.variables if v.quantity != v.name]
+        if counted:
+            stdout.print("reads: " + ", ".join(counted) + " (moeplan.laws.inputs)")
         for note in law.notes:
             stdout.print(f"note: {note}")
         stdout.print()

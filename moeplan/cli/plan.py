@@ -50,7 +50,7 @@ def plan_command(
     family: Annotated[str, _opt("--family", help="transformers model_type to build: fixes router biases, q/k norms, "
                                 "shared experts and dense layers (glm4_moe, qwen3_moe, qwen2_moe, mixtral, ...).",
                                 panel=PRIORS)] = "glm4_moe",
-    law: Annotated[str, _opt("--law", help="Loss law (hy, or a fit of it).", panel=SEARCH)] = "hy",
+    law: Annotated[str, _opt("--law", help="Loss law: hy, ludziejewski, krajewski, chinchilla-active, ... (moeplan laws).", panel=SEARCH)] = "hy",
     law_params: Annotated[str | None, _opt("--law-params", help="Fitted constants JSON.", panel=SEARCH)] = None,
     tp: Annotated[int, _opt("--tp", help="Tensor-parallel degree (divides heads).", panel=PRIORS)] = 1,
     ep: Annotated[int | None, _opt("--ep", help="Expert-parallel degree (divides n_experts); default 8, with "
@@ -279,7 +279,8 @@ def render(p) -> None:
     t.add_row("predicted loss", f"[bold]{p.loss:.4f}[/bold] ({p.law}, {escape(source)}{interval}); "
                                 f"{p.band_size:,} configurations within {p.band_tolerance:g} of it")
     t.add_row("family", f"{p.request.family} (moeplan export plan.json builds this model in transformers)")
-    t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB weights, {p.training_memory_gb:,.0f} GB training state")
+    t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB weights at {p.request.bytes_per_param:g} bytes/parameter, "
+                        f"{p.training_memory_gb:,.0f} GB training state")
     t.add_row("[LING]", f"EL {p.efficiency_leverage:.2f}: worth {p.dense_equivalent_compute:.3g} dense FLOPs; "
                         f"suggested lr {p.ling_learning_rate:.2e}, batch {human(p.ling_batch_tokens)} tokens")
     for b in p.binding or []:
@@ -290,6 +291,8 @@ def render(p) -> None:
         t.add_row("binding", "none: an interior optimum")
     for e in p.extrapolation:
         t.add_row("extrapolation", f"[yellow]{e}[/yellow]")
+    for w in p.law_warnings:
+        t.add_row("not identified", f"[yellow]{w}[/yellow]")
     if p.cluster is not None:
         _cluster_rows(t, p)
     if p.verified:

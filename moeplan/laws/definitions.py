@@ -61,11 +61,11 @@ def krajewski_expression(sp, c):
     return c.c + (c.g / G_K**c.gamma + c.a) * N**-c.alpha + c.b * D**-c.beta
 
 
-def joint_expression(sp, c):
-    """[JOINT]: L = a Ê^δ N_act^(α + γ ln Ê) + b Ê^ω D^(β + ζ ln Ê) + c, Ê the expansion n_e / n_k."""
+def ludziejewski_expression(sp, c):
+    """[JOINT] Eq. 1: L = a Ê^δ N_act^(−α − γ ln Ê) + b Ê^ω D^(−β − ζ ln Ê) + c; N_act active non-embedding, Ê = n_e/n_k."""
     N_a, D, E = sp.symbols("N_a D E", positive=True)
-    return (c.a * E**c.delta * N_a ** (c.alpha + c.gamma * sp.log(E))
-            + c.b * E**c.omega * D ** (c.beta + c.zeta * sp.log(E)) + c.c)
+    return (c.a * E**c.delta * N_a ** (-c.alpha - c.gamma * sp.log(E))
+            + c.b * E**c.omega * D ** (-c.beta - c.zeta * sp.log(E)) + c.c)
 
 
 def clark_expression(sp, c):
@@ -116,8 +116,28 @@ def hol_outputs(sp, c):
     return {"flops_per_token": c.m_coef * C**c.m_exp}
 
 
+# Physical signs the fitter keeps by default: exponents of decaying power terms > 0; floors, scales and
+# coefficients of penalties >= 0 (fit --free-signs lifts them). Constants not listed are free.
+POSITIVE = {"alpha", "beta", "gamma", "lam", "delta"}
+NONNEGATIVE = {"e", "f", "m", "k", "h", "a", "b", "c", "d", "g", "epsilon", "E", "A", "B"}
+FREE = {"ludziejewski": {"gamma", "zeta", "delta", "omega"}, "clark": "all", "hy": {"n"}, "hy-nd": set(),
+        "hy-nda": set(), "hy-ndag": set()}
+
+
 def _k(name, value, source, status="verbatim", note=""):
     return Constant(name=name, value=value, source=source, status=status, note=note)
+
+
+def _signed(form: str, constants):
+    """The constants with their physical signs (POSITIVE, NONNEGATIVE, minus the form's FREE ones)."""
+    free = FREE.get(form, set())
+    out = []
+    for c in constants:
+        sign = "free"
+        if free != "all" and c.name not in free:
+            sign = "positive" if c.name in POSITIVE else "nonnegative" if c.name in NONNEGATIVE else "free"
+        out.append(c.model_copy(update={"sign": sign}))
+    return tuple(out)
 
 
 HY_CONSTANTS = (
@@ -135,13 +155,13 @@ def _form_only(names, source):
 CHIN = "[CHIN] Hoffmann et al. 2022, Approach 3"
 EPOCH = "[EPOCH] Besiroglu et al. 2024, Eq. 4 refit"
 KRAJ = "[KRAJ] Krajewski et al. 2024 (secondary source)"
-JOINT = "[JOINT] Ludziejewski et al. 2025 (secondary source, exponent signs reconstructed)"
+JOINT = "[JOINT] via a secondary source (occupying-mars.notion.site, 'MOE scaling laws'); signs reconstructed"
 CLARK = "[CLARK] Clark et al. 2022, S-BASE (secondary source)"
 LING = "[LING] Tian et al. 2025"
 HOL = "[HOL] Wan et al. 2026, Eq. 2"
 
 LAWS: dict[str, Law] = {
-    spec.name: spec
+    spec.name: spec.model_copy(update={"constants": _signed(spec.form, spec.constants)}) if spec.kind == "loss" else spec
     for spec in (
         Law(
             name="hy", title="[HY] joint MoE law", kind="loss", builder=hy_expression,
@@ -178,6 +198,18 @@ LAWS: dict[str, Law] = {
                        _k("alpha", 0.34, CHIN), _k("beta", 0.28, CHIN)),
         ),
         Law(
+            name="chinchilla-active", title="[CHIN] Chinchilla on active parameters (dense baseline)", kind="loss",
+            builder=chinchilla_expression, code_name="chinchilla",
+            citation="Hoffmann et al. 2022, Approach 3, with N read as an MoE's active non-embedding parameters",
+            variables=(Variable(name="N", description="active non-embedding parameters (a dense model of the "
+                                "MoE's per-token size)", domain=(70e6, 16e9), quantity="N_a"),
+                       Variable(name="D", description="training tokens", domain=(5e9, 500e9))),
+            constants=(_k("E", 1.69, CHIN), _k("A", 406.4, CHIN), _k("B", 410.7, CHIN),
+                       _k("alpha", 0.34, CHIN), _k("beta", 0.28, CHIN)),
+            notes=("The dense baseline: experts beyond the active ones earn nothing, so the planner's optimum is "
+                   "what a dense model of the same per-token compute would reach.",),
+        ),
+        Law(
             name="epoch", title="[EPOCH] Chinchilla refit", kind="loss", builder=chinchilla_expression,
             code_name="chinchilla",
             citation="Besiroglu et al. 2024, arXiv 2404.10102 (Huber δ=1e-3 on log loss, L-BFGS)",
@@ -189,29 +221,34 @@ LAWS: dict[str, Law] = {
         Law(
             name="krajewski", title="[KRAJ] fine-grained MoE law", kind="loss", builder=krajewski_expression,
             citation="Krajewski et al. 2024, arXiv 2402.07871",
-            variables=(Variable(name="N", description="active non-embedding parameters"),
+            variables=(Variable(name="N", description="active non-embedding parameters", quantity="N_a"),
                        Variable(name="D", description="training tokens"),
                        Variable(name="G_K", description="granularity d_ff / d_expert (d_ff = 4 d_hidden)")),
             constants=(_k("c", 0.47, KRAJ), _k("a", 18.1, KRAJ), _k("alpha", 0.115, KRAJ), _k("b", 30.8, KRAJ),
                        _k("beta", 0.147, KRAJ), _k("g", 2.1, KRAJ), _k("gamma", 0.58, KRAJ)),
         ),
         Law(
-            name="joint", title="[JOINT] joint MoE law (memory-efficient MoE)", kind="loss", builder=joint_expression,
-            citation="Ludziejewski et al. 2025, arXiv 2502.05172",
-            variables=(Variable(name="N_a", description="active parameters"),
+            name="ludziejewski", title="[JOINT] joint MoE scaling law (memory-efficient MoE)", kind="loss",
+            builder=ludziejewski_expression,
+            citation="Ludziejewski et al. 2025 (ICML), arXiv 2502.05172, Eq. 1",
+            variables=(Variable(name="N_a", description="active non-embedding parameters N_act"),
                        Variable(name="D", description="training tokens"),
-                       Variable(name="E", description="expansion rate: routed experts / top-k")),
-            constants=(_k("a", 35.91, JOINT, "reconstructed"), _k("delta", 0.2285, JOINT, "reconstructed"),
-                       _k("alpha", -0.1889, JOINT, "reconstructed"), _k("gamma", 0.0098, JOINT, "reconstructed"),
-                       _k("b", 35.98, JOINT, "reconstructed"), _k("omega", -0.5529, JOINT, "reconstructed"),
-                       _k("beta", -0.1775, JOINT, "reconstructed"), _k("zeta", -0.0259, JOINT, "reconstructed"),
-                       _k("c", 1.3637, JOINT, "reconstructed")),
+                       Variable(name="E", description="expansion rate Ê = routed experts / top-k",
+                                quantity="expansion")),
+            constants=(_k("a", 35.91, JOINT, "unverified"), _k("delta", 0.2285, JOINT, "unverified"),
+                       _k("alpha", 0.1889, JOINT, "unverified"), _k("gamma", -0.0098, JOINT, "unverified"),
+                       _k("b", 35.98, JOINT, "unverified"), _k("omega", -0.5529, JOINT, "unverified"),
+                       _k("beta", 0.1775, JOINT, "unverified"), _k("zeta", 0.0259, JOINT, "unverified"),
+                       _k("c", 1.3637, JOINT, "unverified")),
+            notes=("Constants from a secondary source, not read in the paper: 'unverified'. The paper's Ê is a "
+                   "transformed expert count; moeplan feeds Ê = n_e / n_k.",
+                   "Fitted on up to 2.7B active and 5B total parameters (the paper's abstract)."),
         ),
         Law(
             name="clark", title="[CLARK] unified routed-LM law (S-BASE)", kind="loss", builder=clark_expression,
             citation="Clark et al. 2022, arXiv 2202.01169",
-            variables=(Variable(name="N", description="dense-equivalent (active) parameters"),
-                       Variable(name="E", description="experts")),
+            variables=(Variable(name="N", description="dense-equivalent (active) parameters", quantity="N_a"),
+                       Variable(name="E", description="routed experts n_e", quantity="n_experts")),
             constants=(_k("a", -0.082, CLARK), _k("b", -0.108, CLARK), _k("c", 0.009, CLARK), _k("d", 1.104, CLARK),
                        _k("E_start", 1.847, CLARK), _k("E_max", 314.5, CLARK)),
             notes=("Log base 10 and the E - 1 offset of the saturating transform are reconstructed.",),
@@ -252,3 +289,4 @@ LAWS: dict[str, Law] = {
         ),
     )
 }
+ALIASES = {"joint": "ludziejewski"}  # the name the law had before it was planned with

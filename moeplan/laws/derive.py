@@ -11,8 +11,8 @@ import sympy as sp
 from moeplan.laws.definitions import LAWS
 
 
-def _hy():
-    law = LAWS["hy"]
+def _hy(name: str = "hy"):
+    law = LAWS[name]
     c = law.symbols()
     N, D, N_a, G, S = sp.symbols("N D N_a G S", positive=True)
     return law.builder(sp, c), c, (N, D, N_a, G, S)
@@ -29,9 +29,9 @@ def _positive_root(expr, var):
     return sp.simplify(good[0])
 
 
-def hy_optimal_experts():
-    """[HY] Appendix D: G* from dL/dG = 0 (independent of N, N_a, D, S)."""
-    L, _, (_, _, _, G, _) = _hy()
+def hy_optimal_experts(name: str = "hy"):
+    """[HY] Appendix D: G* from dL/dG = 0 (independent of N, N_a, D, S); also for the nested L(N, D, N_a, G)."""
+    L, _, (_, _, _, G, _) = _hy(name)
     return _positive_root(sp.diff(L, G), G)
 
 
@@ -90,16 +90,18 @@ def ling_optimal_granularity():
 
 
 def derived():
-    """All derived expressions: name -> (expression(s), argument names, description)."""
+    """All derived expressions: name -> (expression(s), description, the law whose constants they use)."""
     return {
-        "hy_g_star": (hy_optimal_experts(), "[HY] Appendix D: optimal activated experts G*"),
-        "hy_s_star": (hy_optimal_shared_ratio(), "[HY] Appendix E: optimal shared-expert share S*"),
+        "hy_g_star": (hy_optimal_experts(), "[HY] Appendix D: optimal activated experts G*", "hy"),
+        "hy_s_star": (hy_optimal_shared_ratio(), "[HY] Appendix E: optimal shared-expert share S*", "hy"),
         "hy_activation_ratio_star": (hy_optimal_activation_ratio(),
-                                     "[HY] Appendix F, Eq. 29: theoretical optimal N_a/N at fixed N"),
-        "hy_g_range": (hy_practical_range("G"), "[HY] Appendix D: G interval within tol of the loss at G*"),
-        "hy_s_range": (hy_practical_range("S"), "[HY] Appendix E: S interval within tol of the loss at S*"),
+                                     "[HY] Appendix F, Eq. 29: theoretical optimal N_a/N at fixed N", "hy"),
+        "hy_g_range": (hy_practical_range("G"), "[HY] Appendix D: G interval within tol of the loss at G*", "hy"),
+        "hy_s_range": (hy_practical_range("S"), "[HY] Appendix E: S interval within tol of the loss at S*", "hy"),
         "hy_compute_gradient": (hy_compute_optimal_gradient(),
-                                "[HY] Appendix G, Eq. 31: dL/dN_a at fixed N, D = C/N_a"),
-        "chinchilla_allocation": (chinchilla_allocation(), "[CHIN]: compute-optimal N and D for C = 6ND"),
-        "ling_optimal_granularity": (ling_optimal_granularity(), "[LING]: granularity maximising EL"),
+                                "[HY] Appendix G, Eq. 31: dL/dN_a at fixed N, D = C/N_a", "hy"),
+        "hy_ndag_g_star": (hy_optimal_experts("hy-ndag"), "[HY] Eq. 9: optimal activated experts G*", "hy-ndag"),
+        "chinchilla_allocation": (chinchilla_allocation(), "[CHIN]: compute-optimal N and D for C = 6ND",
+                                  "chinchilla"),
+        "ling_optimal_granularity": (ling_optimal_granularity(), "[LING]: granularity maximising EL", "ling"),
     }

@@ -24,16 +24,23 @@ LOOSE_EVALUATIONS = 40  # enough to rank the starts; the VP initialisation puts 
 EXPONENTS = {"alpha", "beta", "gamma", "delta", "lam", "omega", "zeta"}
 # Where the nonlinear constants' starts are drawn from (log-uniform if "log"), by law then by name.
 START_RANGES = {
-    "joint": {"alpha": (-0.6, -0.02), "beta": (-0.6, -0.02), "delta": (-1.0, 1.0), "omega": (-1.0, 1.0),
+    "ludziejewski": {"alpha": (0.02, 0.6), "beta": (0.02, 0.6), "delta": (-1.0, 1.0), "omega": (-1.0, 1.0),
               "gamma": (-0.05, 0.05), "zeta": (-0.05, 0.05)},
     "clark": {"a": (-0.3, -0.01), "b": (-0.3, 0.0), "c": (-0.05, 0.05), "d": (0.2, 2.0),
               "E_start": (1.1, 10.0), "E_max": (20.0, 2000.0, "log")},
     "*": {"k": (1e-5, 1.0, "log"), "h": (1e-4, 1.0, "log"), "lam": (0.05, 2.0), "delta": (0.05, 2.0)},
 }
 EXPONENT_RANGE = (0.05, 1.0)
-# Bounds the law needs: positive exponents keep N^-alpha finite and decreasing.
-POSITIVE_EXPONENT_LAWS = {"hy", "hy-nd", "hy-nda", "hy-ndag", "chinchilla", "epoch", "krajewski", "abnar"}
-EXPONENT_BOUNDS = (1e-4, 5.0)  # and the planner refuses fitted exponents outside them
+# Physical signs (Constant.sign, set in definitions.py): exponents of decaying terms in (0, 5], floors and
+# scales >= 0. `objective["free_signs"]` (fit --free-signs) lifts them.
+SIGN_BOUNDS = {"positive": (1e-4, 5.0), "nonnegative": (0.0, np.inf), "free": (-np.inf, np.inf)}
+# A variable whose largest value is within this factor of its smallest did not vary enough to identify
+# the constants that act through it (an absolute spread for variables that may be 0, such as S).
+NEARLY_CONSTANT_RATIO = 1.1
+NEARLY_CONSTANT_SPREAD = 0.02
+# Two variables whose standardised logs have a condition number above this are nearly collinear
+# (|correlation| > 0.998): the fit cannot tell their effects apart.
+COLLINEAR_CONDITION = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,14 +57,14 @@ class Runs:
         return Runs({k: v[index] for k, v in self.variables.items()}, self.loss[index])
 
 
-def huber_objective(delta: float) -> dict:
+def huber_objective(delta: float, free_signs: bool = False) -> dict:
     """[EPOCH]/[CHIN]: Huber loss (threshold delta) on log-loss residuals."""
-    return {"loss": "huber", "f_scale": delta, "weight": None}
+    return {"loss": "huber", "f_scale": delta, "weight": None, "free_signs": free_signs}
 
 
-def asymmetric_objective(weight: float) -> dict:
+def asymmetric_objective(weight: float, free_signs: bool = False) -> dict:
     """Over-prediction weighted `weight` times (kyo-takano/chinchilla's asymmetric MAE), squared for gradients."""
-    return {"loss": "linear", "f_scale": 1.0, "weight": weight}
+    return {"loss": "linear", "f_scale": 1.0, "weight": weight, "free_signs": free_signs}
 
 
 @dataclass(frozen=True)
@@ -101,14 +108,63 @@ def _starts(law: Law, nonlinear: list[str], n: int, seed: int) -> list[dict[str,
     return out
 
 
-def _bounds(law: Law) -> tuple[np.ndarray, np.ndarray]:
-    low = np.full(len(law.constants), -np.inf)
-    high = np.full(len(law.constants), np.inf)
-    if law.form in POSITIVE_EXPONENT_LAWS:
-        for i, name in enumerate(law.constant_names):
-            if name in EXPONENTS:
-                low[i], high[i] = EXPONENT_BOUNDS
-    return low, high
+def _bounds(law: Law, free_signs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Each constant's bounds from its physical sign (all free with `free_signs`)."""
+    pairs = [SIGN_BOUNDS["free" if free_signs else c.sign] for c in law.constants]
+    return np.array([p[0] for p in pairs], dtype=float), np.array([p[1] for p in pairs], dtype=float)
+
+
+def variable_ranges(runs: Runs) -> dict[str, tuple[float, float]]:
+    """[min, max] of every variable over the runs (what `fit` stores and plans check extrapolation against)."""
+    return {k: (float(np.min(v)), float(np.max(v))) for k, v in runs.variables.items()}
+
+
+def unvaried(runs: Runs) -> dict[str, str]:
+    """Variables that did not vary enough to identify their effect, each with a one-line reason."""
+    out = {}
+    for name, (low, high) in variable_ranges(runs).items():
+        if high == low:
+            out[name] = f"{name} is constant ({low:.4g} in all {len(runs)} runs)"
+        elif low > 0 and high / low < NEARLY_CONSTANT_RATIO:
+            out[name] = f"{name} is nearly constant (varies only {high / low:.3f}x, from {low:.4g} to {high:.4g})"
+        elif low <= 0 and high - low < NEARLY_CONSTANT_SPREAD:
+            out[name] = f"{name} is nearly constant (from {low:.4g} to {high:.4g})"
+    return out
+
+
+def collinear_pairs(runs: Runs, skip: set[str] = frozenset()) -> list[tuple[str, str, float]]:
+    """Pairs of variables whose standardised (log) values are nearly collinear, with the condition number of
+    their two-column matrix (above COLLINEAR_CONDITION)."""
+    columns = {}
+    for name, v in runs.variables.items():
+        if name in skip:
+            continue
+        x = np.log(v) if np.all(v > 0) else np.asarray(v, dtype=float)
+        columns[name] = (x - x.mean()) / x.std()
+    names = list(columns)
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            cond = float(np.linalg.cond(np.column_stack([columns[a], columns[b]])))
+            if cond > COLLINEAR_CONDITION:
+                out.append((a, b, cond))
+    return out
+
+
+def jacobian_condition(law: Law, runs: Runs, values: dict[str, float]) -> tuple[float, list[str]]:
+    """Condition number of the log-loss Jacobian in the constants at `values` (columns scaled to unit norm;
+    large when some combination of constants is not determined by the runs), and the constants whose
+    column is zero (they do not affect any run's loss; the condition number is then over the others)."""
+    jacobian = _generated.FITTING[law.form][0]
+    pred = np.asarray(_call(_generated.FUNCTIONS[(law.form, "loss")], law, runs, values), dtype=float)
+    cols = [np.broadcast_to(np.asarray(c, dtype=float), pred.shape) for c in _call(jacobian, law, runs, values)]
+    j = np.column_stack(cols) / pred[:, None]
+    if not np.all(np.isfinite(j)):
+        return float("inf"), []
+    norms = np.linalg.norm(j, axis=0)
+    zero = [name for name, n in zip(law.constant_names, norms, strict=True) if n == 0]
+    live = norms > 0
+    return float(np.linalg.cond(j[:, live] / norms[live])), zero
 
 
 def fit_law(law: Law, runs: Runs, objective: dict, starts: int = 64, seed: int = 0,
@@ -126,7 +182,7 @@ def fit_law(law: Law, runs: Runs, objective: dict, starts: int = 64, seed: int =
                            f"need more runs than constants")
     nonlinear = [c for c in names if c not in linear]
     log_y = np.log(runs.loss)
-    low, high = _bounds(law)
+    low, high = _bounds(law, objective.get("free_signs", False))
     weight = objective["weight"]
 
     def residuals(x):

@@ -23,8 +23,10 @@ class Constant(BaseModel):
     name: str
     value: float | None
     source: str = Field(description="paper and equation or table, e.g. '[HY] Table 2'")
-    status: Literal["verbatim", "reconstructed", "form only", "fitted"] = "verbatim"
+    status: Literal["verbatim", "reconstructed", "unverified", "form only", "fitted"] = "verbatim"
     note: str = ""
+    sign: Literal["positive", "nonnegative", "free"] = Field(
+        "free", description="physical sign the fitter keeps by default (exponents > 0, floors and scales >= 0)")
 
 
 class Variable(BaseModel):
@@ -35,6 +37,11 @@ class Variable(BaseModel):
     name: str
     description: str
     domain: tuple[float, float] | None = None
+    quantity: str = Field("", description="the quantity of moeplan.laws.inputs that feeds it (default: its name)")
+
+    def model_post_init(self, _context) -> None:
+        if not self.quantity:
+            object.__setattr__(self, "quantity", self.name)
 
 
 class Extrapolation(BaseModel):
@@ -49,13 +56,22 @@ class Extrapolation(BaseModel):
     factor: float = Field(description="value / high above the range, low / value below it")
 
     def __str__(self) -> str:
+        if self.low == self.high:
+            return f"{self.variable} = {self.value:.3g}, but the fit saw only {self.variable} = {self.low:.3g}"
         side = "above" if self.value > self.high else "below"
         return (f"{self.variable} = {self.value:.3g} is {self.factor:.3g}x {side} the fitted range "
                 f"[{self.low:.3g}, {self.high:.3g}]")
 
 
 class Law(BaseModel):
-    """A scaling law: `builder(sympy, constant_symbols)` returns its expression; numpy code is generated from it."""
+    """A scaling law: `builder(sympy, constant_symbols)` returns its expression; numpy code is generated from it.
+
+    The law protocol (docs/laws.md), the planner's only view of a law, in the spirit of Optuna's
+    `BaseSampler`: `inputs(quantities)` picks its variables from the one map (moeplan.laws.inputs);
+    `loss(inputs)` scores them; optionally `lower_bound(low, high)` bounds the loss over a box of inputs
+    (branch and bound; without it the planner enumerates) and `optima()` names its sympy-derived optima.
+    `tests/test_law_conformance.py` runs the same checks on every law.
+    """
 
     model_config = _FROZEN
 
@@ -152,6 +168,79 @@ class Law(BaseModel):
         values = self.values
         return fn(*args, *(values[c] for c in fn.constants))
 
+    # -- the law protocol -----------------------------------------------------------------------------
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        """The quantities of moeplan.laws.inputs this law reads, in its variables' order."""
+        return tuple(v.quantity for v in self.variables)
+
+    def inputs(self, quantities: dict) -> dict[str, np.ndarray]:
+        """The law's variables, by its own names, from the one map's quantities."""
+        from moeplan.laws.inputs import for_law
+
+        return for_law(self, quantities)
+
+    def loss(self, inputs: dict) -> np.ndarray:
+        """The predicted loss at `inputs` (the law's variables; arrays broadcast)."""
+        return self.evaluate(**inputs)
+
+    def can_score(self) -> str | None:
+        """Why the planner cannot score architectures with this law (None: it can)."""
+        from moeplan.laws.inputs import QUANTITIES
+
+        if self.kind != "loss":
+            return f"law {self.name!r} predicts {self.main_output}, not loss"
+        missing = [c.name for c in self.constants if c.value is None]
+        if missing:
+            return f"law {self.name!r} has no values for {', '.join(missing)}: fit it first (moeplan fit)"
+        unknown = [q for q in self.quantities if q not in QUANTITIES or q == "C"]
+        if unknown:
+            return f"law {self.name!r} reads {', '.join(unknown)}, which an architecture does not determine"
+        return None
+
+    @property
+    def has_bound(self) -> bool:
+        """Whether sympy split the law into terms each bounded at the corners of a box (`lower_bound`)."""
+        from moeplan.laws import _generated
+
+        return self.kind == "loss" and bool(_generated.BOUNDS.get(self.form))
+
+    def lower_bound(self, low: dict, high: dict) -> np.ndarray:
+        """A lower bound of the loss over every box [low, high] of inputs (the law's variables, arrays).
+
+        codegen.py's `bound_terms` writes L = sum_t c_t·phi_t, c_t of the variables fixed within a planner
+        box (G, S) and phi_t = exp(multilinear in the logs of the others): each term is smallest at a corner,
+        so the sum of the terms' corner minima bounds L, and equals L where low == high. Where a fixed
+        variable does vary, the bound is -inf (valid, never prunes).
+        """
+        from moeplan.laws import _generated
+
+        groups = _generated.BOUNDS.get(self.form)
+        if not groups:
+            raise MoeplanError(f"law {self.name!r} has no box bound: the planner enumerates")
+        values = self.values
+        coefs_fn, terms = groups
+        coefs = coefs_fn(*(low[v] for v in coefs_fn.variables), *(values[c] for c in coefs_fn.constants))
+        total = 0.0
+        for coef, (phi_fn, box) in zip(coefs, terms, strict=True):
+            consts = [values[c] for c in phi_fn.constants]
+            best = None
+            for corner in range(1 << len(box)):
+                phi = phi_fn(*((high if (corner >> box.index(v)) & 1 else low)[v] for v in phi_fn.variables), *consts)
+                best = coef * phi if best is None else np.minimum(best, coef * phi)
+            total = total + best
+        for v in coefs_fn.variables:
+            if not np.array_equal(low[v], high[v]):
+                total = np.where(np.asarray(low[v]) == np.asarray(high[v]), total, -np.inf)
+        return total
+
+    def optima(self) -> dict[str, str]:
+        """Optima derived by sympy for this law's form (name: description); empty if none."""
+        from moeplan.laws import _generated
+
+        return {k: _generated.TEXT[k + ":description"][0] for k in _generated.DERIVED
+                if _generated.TEXT[k + ":law"][0] == self.form}
+
     def extrapolation(self, **values: float) -> list[Extrapolation]:
         """Inputs outside the fitted domain, with the factor by which they lie outside."""
         out = []
@@ -161,7 +250,8 @@ class Law(BaseModel):
             low, high = var.domain
             value = float(values[var.name])
             if value > high:
-                out.append(Extrapolation(variable=var.name, value=value, low=low, high=high, factor=value / high))
+                factor = value / high if high > 0 else float("inf")
+                out.append(Extrapolation(variable=var.name, value=value, low=low, high=high, factor=factor))
             elif value < low:
                 factor = low / value if value > 0 else float("inf")
                 out.append(Extrapolation(variable=var.name, value=value, low=low, high=high, factor=factor))

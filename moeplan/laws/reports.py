@@ -53,17 +53,16 @@ def derive(law: Law, total_params: float | None = None, active_params: float | N
     """The symbolic optima of `law` and, given N (and N_a), the [HY] activation-ratio band and G/S ranges."""
     form = law.form
     sources = sorted({c.source for c in law.constants})
-    if form == "hy":
-        opt = [_optimum("hy_g_star", optima.optimal_experts(law)),
-               _optimum("hy_s_star", optima.optimal_shared_ratio(law)),
-               _optimum("hy_activation_ratio_star"), _optimum("hy_g_range"), _optimum("hy_s_range"),
-               _optimum("hy_compute_gradient")]
-    elif form == "chinchilla":
-        opt = [_optimum("chinchilla_allocation")]
-    elif form == "ling":
-        opt = [_optimum("ling_optimal_granularity", optima.ling_optimal_granularity(law))]
-    else:
-        raise MoeplanError(f"no derivations for law {law.name!r}; derivable: hy, chinchilla, epoch, ling")
+    names = list(law.optima())
+    if not names:
+        from moeplan.laws.definitions import LAWS
+
+        derivable = [n for n, other in LAWS.items() if other.optima()]
+        raise MoeplanError(f"no derivations for law {law.name!r}; derivable: {', '.join(derivable)}")
+    valued = all(c.value is not None for c in law.constants)
+    # an optimum with no free variable has one value (G*, S*, G_L*); the others are functions (shown symbolically)
+    opt = [_optimum(n, optima.derived(n, law) if valued and not _generated.DERIVED[n].variables else None)
+           for n in names]
     extra = {}
     if total_params is not None:
         if form != "hy":

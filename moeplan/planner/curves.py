@@ -68,10 +68,9 @@ def _point(space: Space, compute: float) -> FrontierPoint:
                                     "tokens per parameter, or the caps exclude all")
     values = {a: int(v) for a, v in space.values(*band.point(0)).items()}
     ev = space.evaluate_values({a: [v] for a, v in values.items()})
-    g = values["top_k"] + values["n_shared_experts"]
-    out = space.law.extrapolation(N=ev.n[0], D=ev.tokens[0], N_a=ev.n_a[0], G=g, S=values["n_shared_experts"] / g)
+    out = space.law.extrapolation(**{k: float(np.ravel(v)[0]) for k, v in ev.inputs.items()})
     return FrontierPoint(compute=compute, feasible=True, **values, loss=float(band.loss[0]),
-                         total_params=int(ev.total[0]), active_params=int(ev.n_a[0]), law_N=float(ev.n[0]),
+                         total_params=int(ev.total[0]), active_params=int(ev.active[0]), law_N=float(ev.n[0]),
                          law_N_a=float(ev.n_a[0]), tokens=float(ev.tokens[0]),
                          activation_ratio=float(ev.n_a[0] / ev.n[0]),
                          extrapolation=max([e.factor for e in out], default=1.0))

@@ -8,15 +8,16 @@ import math
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from moeplan import __version__
+from moeplan._version import __version__
 from moeplan.errors import MoeplanError
 from moeplan.flops.architecture import Architecture
 from moeplan.flops.conventions import Convention
 from moeplan.flops.count import ParamCounts, count
 from moeplan.jsonio import read_json
 from moeplan.laws import get_law
-from moeplan.laws.model import Extrapolation, Law
 from moeplan.cluster.report import ClusterPlan
+from moeplan.laws.inputs import of_count
+from moeplan.laws.model import Extrapolation, Law, Variable
 from moeplan.planner.binding import Binding, binding_constraints
 from moeplan.planner.request import PlanRequest
 from moeplan.planner.solve import Band, enumerate_space, solve
@@ -57,6 +58,9 @@ class Plan(BaseModel):
     law_constants: dict[str, float] = Field(description="the law's constants as used, published or fitted")
     law_constants_source: list[str] = Field(
         description="where the constants come from (paper tables, or the fit's file)")
+    law_inputs: dict[str, float] = Field(description="the law's variables at the plan (moeplan.laws.inputs)")
+    law_domain: str = Field(description="what extrapolation is checked against: the law's published fitted "
+                                        "ranges, the ranges of the fit in --law-params, or none")
     convention: Convention = Field(
         description="FLOPs-per-token convention of train_flops_per_token and tokens (docs/counting.md)")
     compute: float = Field(description="training compute C in FLOPs (given, or converted from GPU-hours)")
@@ -80,7 +84,7 @@ class Plan(BaseModel):
     granularity: float = Field(description="[LING] G_L = 2 d_hidden / d_expert")
     activation_ratio: float = Field(description="[LING] A = (E_a + E_s)/(E + E_s)")
     total_over_active: float = Field(description="N / N_a, non-embedding")
-    weight_memory_gb: float = Field(description="bf16 weights, 2 bytes per parameter")
+    weight_memory_gb: float = Field(description="weights at the request's bytes_per_param (bf16: 2)")
     training_memory_gb: float = Field(description=f"{TRAINING_BYTES_PER_PARAM} bytes per parameter (mixed-precision Adam)")
     efficiency_leverage: float = Field(description="[LING] EL(A, G_L, C)")
     dense_equivalent_compute: float = Field(description="[LING] EL x C")
@@ -99,6 +103,7 @@ class Plan(BaseModel):
     assumptions: list[str] = Field(description="every fixed choice behind the plan, in words")
     extrapolation: list[Extrapolation] = Field(
         description="law variables outside the range the law was fitted on, with the factor")
+    law_warnings: list[str] = Field(default_factory=list, description="inputs the law's fit never saw vary")
 
     space_size: int = Field(description="configurations in the buildable space")
     points_evaluated: int = Field(description="configurations the branch and bound evaluated exactly")
@@ -128,13 +133,16 @@ def law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
     Fitted constants replace all of the law's constants or none: a partial set, a value that is not a finite
     number, or an exponent outside the range `moeplan fit` allows (a negative one makes the loss grow with the
     model) is refused in one line rather than planned with.
+
+    With --law-params the law's fitted domain becomes the ranges the fit saw (`fit` stores them), so
+    extrapolation is measured from the fit's own runs; a file without ranges leaves no domain to check.
     """
     law = get_law(request.law)
     if request.law_params is None:
         return law, []
     where = request.law_params
     data = read_json(where)
-    if data.get("law", law.name) != law.name:
+    if get_law(data.get("law", law.name)).name != law.name:
         raise MoeplanError(f"{where} holds constants of law {data.get('law')!r}, not {law.name!r}")
     constants = data.get("constants")
     if not isinstance(constants, dict) or not constants:
@@ -149,6 +157,7 @@ def law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
         raise MoeplanError(f"{where}: {problem}")
     source = data.get("source", f"fitted, {where}")
     fitted = law.with_values({k: float(v) for k, v in constants.items()}, source=str(source))
+    fitted = fitted.model_copy(update={"variables": _fitted_domain(fitted, data.get("ranges"), where)})
     samples = data.get("bootstrap") or []
     return fitted, [s for s in samples if isinstance(s, dict) and set(s) == set(fitted.constant_names)
                     and _unphysical(law, s) is None]
@@ -156,16 +165,39 @@ def law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
 
 def _unphysical(law: Law, constants: dict) -> str | None:
     """Why these constants cannot be planned with, or None."""
-    from moeplan.laws.fit import EXPONENT_BOUNDS, EXPONENTS, POSITIVE_EXPONENT_LAWS
+    from moeplan.laws.fit import SIGN_BOUNDS
 
-    for name in law.constant_names:
-        value = constants[name]
+    for c in law.constants:
+        value = constants[c.name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"constant {name} must be a finite number, not {value!r}"
-        low, high = EXPONENT_BOUNDS
-        if law.form in POSITIVE_EXPONENT_LAWS and name in EXPONENTS and not low <= value <= high:
-            return f"exponent {name}={value:g} is outside [{low:g}, {high:g}], the range moeplan fit allows"
+            return f"constant {c.name} must be a finite number, not {value!r}"
+        low, high = SIGN_BOUNDS["positive"]
+        if c.sign == "positive" and not low <= value <= high:  # an exponent: negative, the loss grows with size
+            return f"exponent {c.name}={value:g} is outside [{low:g}, {high:g}], the range moeplan fit allows"
     return None
+
+
+def _fitted_domain(law: Law, ranges, path: str) -> tuple[Variable, ...]:
+    """The law's variables with the fit's observed [min, max] as their domain (None where not recorded)."""
+    ranges = ranges if isinstance(ranges, dict) else {}
+    out = []
+    for v in law.variables:
+        r = ranges.get(v.name)
+        try:
+            domain = (float(r[0]), float(r[1])) if r is not None else None
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise MoeplanError(f"{path}: ranges.{v.name} must be [low, high]") from None
+        out.append(v.model_copy(update={"domain": domain}))
+    return tuple(out)
+
+
+def domain_source(request: PlanRequest, law: Law) -> str:
+    """What the plan's extrapolation is measured against, in words."""
+    if not any(v.domain for v in law.variables):
+        return ("none: " + ("the fit file records no ranges (refit with this moeplan)" if request.law_params
+                            else f"law {law.name!r} publishes no fitted ranges"))
+    return f"the ranges of the fit in {request.law_params}" if request.law_params else \
+        f"law {law.name!r}'s published fitted ranges"
 
 
 def study_name_for(request: PlanRequest) -> str:
@@ -200,9 +232,7 @@ def _infeasible(space: Space) -> MoeplanError:
         reasons.append(f"even the largest buildable model needs {largest.tokens.min():.4g} tokens to spend the "
                        f"budget, above the {r.max_tokens:.4g} available")
     if not reasons:
-        caps = [f"tokens >= {p.min_tokens_per_param:g} x parameters"]
-        caps += [f"total parameters <= {r.params_cap:.4g}"] if r.params_cap is not None else []
-        caps += [f"tokens <= {r.max_tokens:.4g}"] if r.max_tokens is not None else []
+        caps = [c.label for c in space.count_constraints]
         reasons.append("no buildable configuration satisfies all of: " + ", ".join(caps))
     return MoeplanError("no buildable model fits: " + "; ".join(reasons))
 
@@ -217,23 +247,18 @@ def assumptions(space: Space) -> list[str]:
         f"d_expert multiple of {r.expert_align}",
         f"parallelism: tensor {r.tensor_parallel}, expert {r.expert_parallel} (n_experts multiple), "
         f"pipeline {r.pipeline_parallel} (layers multiple)",
-        f"layers in [{p.min_layers}, {p.max_layers}], d_hidden in [{p.min_d_hidden}, {p.max_d_hidden}], "
-        f"d_hidden/layers in [{p.min_aspect:g}, {p.max_aspect:g}], d_expert/d_hidden in "
-        f"[{p.min_expert_ratio:g}, {p.max_expert_ratio:g}]",
-        f"n_experts <= {p.max_experts}, top_k <= {p.max_top_k}, shared experts <= {p.max_shared} (width d_expert), "
-        f"leading dense layers {p.dense_layers}",
-        f"tokens >= {p.min_tokens_per_param:g} x total parameters"
-        + (f"; total parameters <= {r.params_cap:.4g}" if r.params_cap else "")
-        + (f"; tokens <= {r.max_tokens:.4g} (never more than one epoch)" if r.max_tokens else ""),
+        f"shared experts of width d_expert; leading dense layers {p.dense_layers} "
+        f"(FFN {p.dense_ffn_ratio:g} x d_hidden)",
+        "constraints (moeplan.planner.constraints): " + "; ".join(c.label for c in space.constraints),
     ]
 
 
 def plan(request: PlanRequest, verify: bool = False) -> Plan:
     """The buildable MoE with the lowest predicted loss for `request`, certified exact by construction."""
     law, samples = law_and_samples(request)
-    if law.form != "hy":
-        raise MoeplanError(f"planning needs the [HY] form (hy, or constants fitted to it); law {law.name!r} is for "
-                           "moeplan predict and fit")
+    why = law.can_score()
+    if why is not None:
+        raise MoeplanError(why)
     space = Space(request, law)
     space.check()
     if request.cluster is not None:
@@ -278,9 +303,7 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
         plan_ = plan_.model_copy(update=cluster_report(space, arch, plan_.tokens, plan_.train_flops_per_token,
                                                        _without_prior(request, law, plan_.loss)))
     if samples:
-        x = {"N": plan_.total.without_embeddings, "D": plan_.tokens, "N_a": plan_.active.without_embeddings,
-             "G": plan_.activated_experts, "S": plan_.shared_ratio}
-        losses = [float(law.with_values(s, source="bootstrap").evaluate(**x)) for s in samples]
+        losses = [float(law.with_values(s, source="bootstrap").loss(plan_.law_inputs)) for s in samples]
         plan_ = plan_.model_copy(update={"loss_interval": tuple(np.percentile(losses, [2.5, 97.5]).tolist())})
     return plan_
 
@@ -304,9 +327,11 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
     r = space.request
     c = count(arch, r.convention)
     derived = describe(space, _axes(best))
+    q = of_count(c, tokens=best.tokens)
+    inputs = {k: float(v) for k, v in law.inputs(q).items()}
     ling = get_law("ling")
-    el = float(ling.evaluate(A=arch.activation_ratio, G_L=arch.granularity, C=r.compute))
-    g, s = arch.activated_experts, arch.shared_ratio
+    el = float(ling.evaluate(A=q["A"], G_L=q["G_L"], C=r.compute))
+    g, s = q["G"], q["S"]
     front = None
     if r.objective == "pareto":
         front = sorted((_trial_candidate(t) for t in study.best_trials if not t.user_attrs.get("violated")),
@@ -318,6 +343,8 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         law=law.name,
         law_constants=law.values,
         law_constants_source=sorted({k.source for k in law.constants}),
+        law_inputs=inputs,
+        law_domain=domain_source(r, law),
         convention=r.convention,
         compute=r.compute,
         objective=r.objective,
@@ -331,10 +358,10 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         loss=best.loss,
         activated_experts=g,
         shared_ratio=s,
-        granularity=arch.granularity,
-        activation_ratio=arch.activation_ratio,
+        granularity=q["G_L"],
+        activation_ratio=q["A"],
         total_over_active=derived["total_over_active"],
-        weight_memory_gb=derived["weight_memory_gb"],
+        weight_memory_gb=r.bytes_per_param * c.total.all / 1e9,
         training_memory_gb=derived["training_memory_gb"],
         efficiency_leverage=el,
         dense_equivalent_compute=el * r.compute,
@@ -347,8 +374,10 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         pareto_front=front,
         binding=binding_constraints(space, _axes(best), best.loss),
         assumptions=assumptions(space),
-        extrapolation=law.extrapolation(N=c.total.without_embeddings, D=best.tokens,
-                                        N_a=c.active.without_embeddings, G=g, S=s),
+        extrapolation=law.extrapolation(**inputs),
+        law_warnings=[f"{v.name}: the fit saw only {v.name} = {v.domain[0]:.4g}; the plan's {v.name} = "
+                      f"{inputs[v.name]:.4g} rests on constants those runs did not determine"
+                      for v in law.variables if v.domain and v.domain[0] == v.domain[1] == inputs[v.name]],
         space_size=space.size,
         points_evaluated=evaluated,
         verified=certificate is not None,

@@ -50,33 +50,23 @@ def _sorted_band(pair, combo, j, i, loss, tolerance, evaluated) -> Band:
 
 
 def bound_is_valid(space: Space) -> bool:
-    """The corner bound needs the [HY] form with decreasing power terms (α, β > 0)."""
-    law = space.law
-    return law.form == "hy" and law.values["alpha"] > 0 and law.values["beta"] > 0
+    """Whether the law offers a box bound (the law protocol's optional `lower_bound`); else enumerate."""
+    return space.law.has_bound
 
 
 def lower_bound(space: Space, combo, lo, hi) -> np.ndarray:
-    """[HY] loss bound over boxes from their corner evaluations: each term at its minimising corner."""
-    v = space.law.values
-    A = _experts_factor(space, combo)
+    """The law's loss bound over boxes, from the law inputs at their two corners.
 
-    def smallest(coef, at_low, at_high):
-        return np.minimum(coef * at_low, coef * at_high)
+    Every input is monotone in d_expert and n_experts, one direction for both (moeplan.laws.inputs.MONOTONE),
+    so over a box it lies between its values at the lower corner `lo` and the upper corner `hi`.
+    """
+    from moeplan.laws.inputs import MONOTONE
 
-    return (smallest(A + v["a"], lo.n ** -v["alpha"], hi.n ** -v["alpha"])
-            + smallest(A * v["k"] + v["c"], lo.n_a ** -v["alpha"], hi.n_a ** -v["alpha"])
-            + smallest(A * v["h"], lo.n_a / hi.n, hi.n_a / lo.n)
-            + smallest(v["b"], lo.tokens ** -v["beta"], hi.tokens ** -v["beta"])
-            + v["epsilon"])
-
-
-def _experts_factor(space: Space, combo):
-    """[HY] A(G, S) = eG + f/G + mS² + nS of each (top_k, shared) combo."""
-    v = space.law.values
-    k, s = space.combos[0][combo], space.combos[1][combo]
-    g = (k + s).astype(np.float64)
-    share = s / g
-    return v["e"] * g + v["f"] / g + v["m"] * share**2 + v["n"] * share
+    low, high = {}, {}
+    for v in space.law.variables:
+        falls = min(MONOTONE[v.quantity]) < 0
+        low[v.name], high[v.name] = (hi, lo)[not falls].inputs[v.name], (lo, hi)[not falls].inputs[v.name]
+    return space.law.lower_bound(low, high)
 
 
 def initial_boxes(space: Space, combos=None):

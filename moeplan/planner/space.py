@@ -7,7 +7,7 @@ d_expert = expert_align·j within the expert-ratio band of that d_hidden, n_expe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -15,8 +15,10 @@ import numpy as np
 from moeplan.errors import MoeplanError
 from moeplan.flops.architecture import Architecture
 from moeplan.flops.vectorised import count_arrays
+from moeplan.laws.inputs import quantities
 from moeplan.laws.model import Law
 from moeplan.planner.family import PlanFamily, plan_family
+from moeplan.planner import constraints
 from moeplan.planner.request import PlanRequest
 
 AXES = ("n_layers", "d_hidden", "d_expert", "n_experts", "top_k", "n_shared_experts")
@@ -27,12 +29,14 @@ class Evaluation:
     """Counts, tokens, loss and feasibility of many points (arrays of one length)."""
 
     total: np.ndarray          # all parameters (memory)
-    n: np.ndarray              # law N: total without embeddings
-    n_a: np.ndarray            # law N_a: active without embeddings
+    active: np.ndarray         # active parameters, everything counted (`active_params` everywhere)
+    n: np.ndarray              # quantity N: total without embeddings
+    n_a: np.ndarray            # quantity N_a: active without embeddings
     flops_per_token: np.ndarray
     tokens: np.ndarray
     loss: np.ndarray
     feasible: np.ndarray
+    inputs: dict               # the law's variables (moeplan.laws.inputs), by the law's names
     cluster: dict | None = None  # with a cluster: memory_fits, feasible, days, least_memory (moeplan/cluster/planning.py)
 
 
@@ -157,34 +161,32 @@ class Space:
 
             cluster = cluster_tokens(self, arrays, flops)
             tokens = cluster["tokens"]
-        g = (arrays["top_k"] + arrays["n_shared_experts"]).astype(np.float64)
-        loss = self.law.evaluate(N=n, D=tokens, N_a=n_a, G=g, S=arrays["n_shared_experts"] / g)
-        feasible = self.feasible(c.total["all"], tokens)
-        if cluster is not None:
-            feasible = feasible & cluster["feasible"]
-        return Evaluation(total=c.total["all"], n=n, n_a=n_a, flops_per_token=flops, tokens=tokens,
-                          loss=np.broadcast_to(loss, np.shape(flops)), feasible=feasible, cluster=cluster)
+        inputs = self.law.inputs(quantities(
+            total_without_embeddings=n, active_without_embeddings=n_a, d_hidden=arrays["d_hidden"],
+            d_expert=arrays["d_expert"], n_experts=arrays["n_experts"], top_k=arrays["top_k"],
+            n_shared_experts=arrays["n_shared_experts"], tokens=tokens, needed=self.law.quantities))
+        loss = np.broadcast_to(self.law.loss(inputs), np.shape(flops))
+        ev = Evaluation(total=c.total["all"], active=c.active["all"], n=n, n_a=n_a, flops_per_token=flops,
+                        tokens=tokens, loss=loss, feasible=None, inputs=inputs, cluster=cluster)
+        ok = np.ones(np.shape(flops), dtype=bool)
+        for constraint in self.count_constraints:
+            ok &= ~constraint.broken(values, ev)
+        return replace(ev, feasible=ok)
 
-    def feasible(self, total, tokens) -> np.ndarray:
-        r = self.request
-        ok = tokens >= r.priors.min_tokens_per_param * total
-        if r.params_cap is not None:
-            ok &= total <= r.params_cap
-        if r.max_tokens is not None:
-            ok &= tokens <= r.max_tokens
-        return ok
+    @property
+    def constraints(self) -> tuple[constraints.Constraint, ...]:
+        """The request's constraints table (moeplan.planner.constraints)."""
+        return constraints.table(self.request)
+
+    @property
+    def count_constraints(self) -> tuple[constraints.Constraint, ...]:
+        return constraints.on_counts(self.request)
 
     def box_may_be_feasible(self, lo: Evaluation, hi: Evaluation) -> np.ndarray:
-        """`feasible` over boxes: counts grow from the lower corner `lo` to the upper `hi`, tokens fall, so a
-        box whose most favourable corner breaks a constraint holds no feasible point."""
-        r = self.request
-        ok = lo.tokens >= r.priors.min_tokens_per_param * lo.total
-        if r.params_cap is not None:
-            ok &= lo.total <= r.params_cap
-        if r.max_tokens is not None:
-            ok &= hi.tokens <= r.max_tokens
-        if lo.cluster is not None:  # memory per device only grows with d_expert and n_experts
-            ok &= lo.cluster["memory_fits"]
+        """Feasibility over boxes, from the table's box tests: False where no point of the box can be feasible."""
+        ok = np.ones(np.shape(lo.tokens), dtype=bool)
+        for constraint in self.count_constraints:
+            ok &= constraint.box_may_hold(lo, hi)
         return ok
 
     def architecture(self, pair: int, combo: int, j: int, i: int) -> Architecture:
@@ -199,35 +201,9 @@ class Space:
         return Architecture(**fields)
 
     def prior_violations(self, values: dict) -> dict[str, np.ndarray]:
-        """For each prior and cap, a mask of the architectures (given by their axes) that break it."""
-        r, p = self.request, self.request.priors
-        ll, dd = np.asarray(values["n_layers"]), np.asarray(values["d_hidden"])
-        de, ne = np.asarray(values["d_expert"]), np.asarray(values["n_experts"])
-        k, s = np.asarray(values["top_k"]), np.asarray(values["n_shared_experts"])
+        """For each constraint of the table, a mask of the architectures (given by their axes) that break it."""
         ev = self.evaluate_values(values)
-        out = {
-            f"layers in [{p.min_layers}, {p.max_layers}]": (ll < p.min_layers) | (ll > p.max_layers),
-            f"d_hidden in [{p.min_d_hidden}, {p.max_d_hidden}]": (dd < p.min_d_hidden) | (dd > p.max_d_hidden),
-            f"d_hidden/layers >= {p.min_aspect:g}": dd < p.min_aspect * ll,
-            f"d_hidden/layers <= {p.max_aspect:g}": dd > p.max_aspect * ll,
-            f"d_expert/d_hidden >= {p.min_expert_ratio:g}": de < p.min_expert_ratio * dd - 1e-9,
-            f"d_expert/d_hidden <= {p.max_expert_ratio:g}": de > p.max_expert_ratio * dd + 1e-9,
-            f"n_experts <= {p.max_experts}": ne > p.max_experts,
-            f"top_k <= {p.max_top_k}": k > p.max_top_k,
-            f"n_shared_experts <= {p.max_shared}": s > p.max_shared,
-            "top_k < n_experts": k >= ne,
-            f"tokens >= {p.min_tokens_per_param:g} x total parameters": ev.tokens < p.min_tokens_per_param * ev.total,
-        }
-        if r.params_cap is not None:
-            out[f"total parameters <= {r.params_cap:.4g}"] = ev.total > r.params_cap
-        if r.max_tokens is not None:
-            out[f"tokens <= {r.max_tokens:.4g}"] = ev.tokens > r.max_tokens
-        if ev.cluster is not None:
-            c = r.cluster
-            out[f"memory per device <= {c.device().hbm_gb:g} GiB on {c.gpus} x {c.gpu}"] = ~ev.cluster["memory_fits"]
-            if c.days is not None and (r.flops is not None or r.gpu_hours is not None):
-                out[f"days <= {c.days:g}"] = ev.cluster["days"] > c.days * (1 + 1e-9)
-        return out
+        return {c.label: np.asarray(c.broken(values, ev)) for c in self.constraints}
 
     def check(self) -> None:
         """Refuse a space with no points, naming the prior that empties it."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -27,6 +26,7 @@ import optuna
 
 from moeplan.errors import MoeplanError
 from moeplan.flops.count import count
+from moeplan.laws.inputs import of_count
 from moeplan.planner.space import AXES, Space
 from moeplan.processes import die_with_parent
 from moeplan.store import DEFAULT_STORAGE, in_memory, open_storage, store_file
@@ -57,18 +57,17 @@ def describe(space: Space, values: dict[str, int]) -> dict[str, float]:
     tokens = r.compute / c.train_flops_per_token
     if r.cluster is not None:  # tokens from days x throughput (docs/cluster.md)
         tokens = float(space.evaluate_values({k: np.array([v]) for k, v in values.items()}).tokens[0])
-    g = values["top_k"] + values["n_shared_experts"]
+    q = of_count(c, tokens=tokens)
     return {
-        "loss": float(space.law.evaluate(N=c.total.without_embeddings, D=tokens, N_a=c.active.without_embeddings,
-                                         G=g, S=values["n_shared_experts"] / g)),
+        "loss": float(space.law.loss(space.law.inputs(q))),
         "total_params": c.total.all,
         "active_params": c.active.all,
         "law_N": c.total.without_embeddings,
         "law_N_a": c.active.without_embeddings,
         "tokens": tokens,
         "train_flops_per_token": c.train_flops_per_token,
-        "activated_experts_G": g,
-        "shared_ratio_S": values["n_shared_experts"] / g,
+        "activated_experts_G": q["G"],
+        "shared_ratio_S": q["S"],
         "total_over_active": c.total.without_embeddings / c.active.without_embeddings,
         "tokens_per_param": tokens / c.total.all,
         "weight_memory_gb": r.bytes_per_param * c.total.all / 1e9,
@@ -78,11 +77,9 @@ def describe(space: Space, values: dict[str, int]) -> dict[str, float]:
 
 def objective_for(space: Space, multi: bool):
     dists = distributions(space)
-    # Range priors the suggest bounds already enforce can never break; record only the others (each named
-    # constraint is one storage write per trial).
-    probe = {axis: [dists[axis][0]] for axis in AXES}
-    enforced = {f"layers in [", "d_hidden in [", "n_experts <= ", "top_k <= ", "n_shared_experts <= "}
-    breakable = [name for name in space.prior_violations(probe) if not any(name.startswith(e) for e in enforced)]
+    # The constraints table says which ones the suggest bounds already enforce; record only the others (each
+    # named constraint is one storage write per trial).
+    breakable = [c.label for c in space.constraints if c.optuna == "constraint"]
 
     def objective(trial: optuna.Trial):
         values = {axis: trial.suggest_int(axis, *dists[axis][:2], step=dists[axis][2]) for axis in AXES}
