@@ -91,6 +91,8 @@ class PlanRequest(BaseModel):
     study_name: str | None = None
     workers: PositiveInt = Field(1, description="processes running trials on the study")
     resume: bool = Field(False, description="continue a study whose run was killed")
+    band_keep: PositiveInt = Field(1000, description="band members kept in full (the band's size is always exact)")
+    max_memory_gb: PositiveFloat = Field(2.0, description="memory the search may use; beyond it, one error line")
 
     @model_validator(mode="after")
     def _budget(self) -> PlanRequest:
