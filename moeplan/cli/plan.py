@@ -74,6 +74,10 @@ def plan_command(
                                  panel=SEARCH)] = 1,
     resume: Annotated[bool, _opt("--resume", help="Continue the study after a crash (no other worker running).",
                                  panel=SEARCH)] = False,
+    band_keep: Annotated[int, _opt("--band-keep", min=1, help="Band members kept in full (the band size stays exact).",
+                                   panel=SEARCH)] = 1000,
+    max_memory_gb: Annotated[float, _opt("--max-memory-gb", min=0.0, help="Memory the search may use (GB).",
+                                         panel=SEARCH)] = 2.0,
     verify: Annotated[bool, _opt("--verify", help="Enumerate the whole space and report regret.", panel=SEARCH)] = False,
     export: Annotated[Literal["hf", "megatron"] | None, _opt("--export", help="Also write the plan as hf or megatron.",
                                                                panel=SEARCH)] = None,
@@ -92,7 +96,7 @@ def plan_command(
         convention=convention_option(convention), law=law, law_params=law_params, tensor_parallel=tp,
         expert_parallel=ep, pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
         objective=objective, tolerance=tolerance, trials=trials, seed=seed, storage=storage, study_name=study,
-        workers=workers, resume=resume,
+        workers=workers, resume=resume, band_keep=band_keep, max_memory_gb=max_memory_gb,
     )
     prior_fields = dict(
         min_layers=min_layers, max_layers=max_layers, min_d_hidden=min_d_hidden, max_d_hidden=max_d_hidden,

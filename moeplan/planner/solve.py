@@ -29,7 +29,7 @@ DEFAULT_KEEP = 1000
 DEFAULT_MEMORY_GB = 2.0
 BATCH = 1 << 15            # boxes evaluated per step of the search
 _ROW_BYTES = 8 * 8         # one buffered band member: pair, combo, j, i, loss, flops and sort scratch
-_MAX_BUFFER = 1 << 21     # band members collected before counting starts (counting whole boxes is faster)
+_MAX_BUFFER = 1 << 18     # band members collected before counting starts (counting whole boxes is faster)
 _SLACK = 1e-12             # at a single point the bound equals the loss up to rounding of a different sum order
 
 
@@ -84,7 +84,8 @@ class _BandStream:
         self.high = high if self.high is None else np.maximum(self.high, high)
 
     def _cheapest(self, pair, combo, j, i, loss, flops) -> None:
-        k = np.lexsort((i, j, combo, pair, loss, flops))[0]
+        least = np.flatnonzero(flops == flops.min())  # ties on FLOPs are rare: sort only those
+        k = least[np.lexsort((i[least], j[least], combo[least], pair[least], loss[least]))[0]]
         row = (flops[k], loss[k], pair[k], combo[k], j[k], i[k])
         self.cheapest = row if self.cheapest is None else min(self.cheapest, row)
 
@@ -96,6 +97,9 @@ class _BandStream:
         rows = tuple(x[keep] for x in (pair, combo, j, i, loss, flops))
         if self.threshold is not None:
             self._count(rows)
+            contender = rows[4] <= self.kth  # the others cannot be among the best kept
+            if not contender.all():
+                rows = tuple(x[contender] for x in rows)
         self.chunks.append(rows)
         self.held += len(rows[0])
         if self.held > (self.capacity if self.threshold is None else max(2 * self.keep, BATCH)):
@@ -270,11 +274,25 @@ def _search(space: Space, tolerance: float, combos, incumbent: float, stream: _B
             box = next(chunks, None)
             if box is None:
                 return incumbent, evaluated
-            pair, combo, jl, jh, il, ih = box
-            lo, hi = space.evaluate(pair, combo, jl, il), space.evaluate(pair, combo, jh, ih)
-            evaluated += 2 * len(pair)
-            incumbent = min(incumbent, best_of(lo), best_of(hi))
-            stack.append((*box, lo, hi))
+            lo = space.evaluate(box[0], box[1], box[2], box[4])
+            evaluated += len(lo.loss)
+            incumbent = min(incumbent, best_of(lo))
+            # the lower corner alone bounds the box's feasible part (total <= tokens / min_tokens_per_param):
+            # boxes that bound rules out, or with no feasible part, never have their upper corner evaluated
+            far = np.full(len(lo.loss), np.inf)
+            unbounded = replace(lo, total=far, n=far, n_a=far, tokens=np.zeros(len(lo.loss)))
+            low_c, high_c, keep = feasible_corners(space, lo, unbounded)
+            if np.isfinite(incumbent) and keep.any():
+                keep[keep] = lower_bound(space, box[1][keep], _at(low_c, keep), _at(high_c, keep)) <= (
+                    incumbent + tolerance + _SLACK)
+            if not keep.any():
+                continue
+            pair, combo, jl, jh, il, ih = (x[keep] for x in box)
+            lo = _at(lo, keep)
+            hi = space.evaluate(pair, combo, jh, ih)
+            evaluated += len(pair)
+            incumbent = min(incumbent, best_of(hi))
+            stack.append((pair, combo, jl, jh, il, ih, lo, hi))
         pair, combo, jl, jh, il, ih, lo, hi = _pop(stack, BATCH)
         leaf = (jl == jh) & (il == ih)
         low_c, high_c, possible = feasible_corners(space, lo, hi)
@@ -351,14 +369,14 @@ def _put(ev: Evaluation, index, values: Evaluation) -> Evaluation:
 
 
 def _capacity(keep: int, max_memory_gb: float) -> int:
-    """Band members the stream may buffer: a quarter of the memory allowance."""
-    capacity = min(int(max_memory_gb * 1e9 / 4 / _ROW_BYTES), _MAX_BUFFER)
+    """Band members the stream may buffer before it starts counting: at most a quarter of the allowance."""
+    rows = int(max_memory_gb * 1e9 / 4 / _ROW_BYTES)
     if keep < 1:
         raise MoeplanError(f"band_keep={keep} must be at least 1")
-    if 3 * keep > int(max_memory_gb * 1e9 / 4 / _ROW_BYTES) or capacity < 4 * BATCH:
+    if 3 * keep > rows or rows < 4 * BATCH:
         raise MoeplanError(f"--max-memory-gb {max_memory_gb:g} is too little to keep {keep:,} band members and "
                            f"search in batches of {BATCH:,} boxes: raise it or lower --band-keep")
-    return capacity
+    return min(rows, _MAX_BUFFER)
 
 
 def branch_and_bound(space: Space, tolerance: float, combos=None, incumbent: float = np.inf,
