@@ -19,6 +19,9 @@ from moeplan.planner.solve import branch_and_bound, solve
 from moeplan.planner.space import AXES, Space
 
 _FROZEN = ConfigDict(frozen=True)
+# band members the plots draw: the best of the band by loss (a curve's bin appears if any member of it is
+# kept, and then with its exact minimum); memory stays bounded whatever the band's size
+PLOT_KEEP = 200_000
 
 
 class FrontierPoint(BaseModel):
@@ -150,7 +153,7 @@ def iso_flop(request: PlanRequest, computes, tolerance: float = 0.03, bins: int 
     curves = []
     for c in computes:
         space = at_budget(request, law, c)
-        band = branch_and_bound(space, tolerance)
+        band = branch_and_bound(space, tolerance, keep=PLOT_KEEP, max_memory_gb=request.max_memory_gb)
         if len(band) == 0:
             continue
         ev = space.evaluate(band.pair, band.combo, band.j, band.i)
@@ -166,9 +169,9 @@ def iso_flop(request: PlanRequest, computes, tolerance: float = 0.03, bins: int 
 
 
 def band_points(request: PlanRequest) -> dict:
-    """Every configuration within the request's tolerance: N_a/N, G and loss of each."""
+    """The configurations within the request's tolerance (the best PLOT_KEEP of them): N_a/N, G and loss."""
     space = Space(request, load_law(request))
-    band = branch_and_bound(space, request.tolerance)
+    band = branch_and_bound(space, request.tolerance, keep=PLOT_KEEP, max_memory_gb=request.max_memory_gb)
     if len(band) == 0:
         raise MoeplanError("no buildable configuration for this request")
     ev = space.evaluate(band.pair, band.combo, band.j, band.i)
