@@ -27,7 +27,7 @@ from moeplan.planner.space import AXES, Evaluation, Space
 
 DEFAULT_KEEP = 1000
 DEFAULT_MEMORY_GB = 2.0
-BATCH = 1 << 15            # boxes evaluated per step of the search
+BATCH = 1 << 17            # boxes evaluated per step of the search
 _ROW_BYTES = 8 * 8         # one buffered band member: pair, combo, j, i, loss, flops and sort scratch
 _MAX_BUFFER = 1 << 18     # band members collected before counting starts (counting whole boxes is faster)
 _SLACK = 1e-12             # at a single point the bound equals the loss up to rounding of a different sum order
@@ -315,7 +315,9 @@ def _search(space: Space, tolerance: float, combos, incumbent: float, stream: _B
                 split &= ~whole
         if not split.any():
             continue
-        order = np.flatnonzero(split)[np.argsort(-bound[split], kind="stable")]  # most promising last
+        order = np.flatnonzero(split)
+        if stream is None or stream.threshold is None:  # while the incumbent may still fall: most promising last
+            order = order[np.argsort(-bound[split], kind="stable")]
         pair, combo, jl, jh, il, ih = (x[order] for x in (pair, combo, jl, jh, il, ih))
         lo, hi = _at(lo, order), _at(hi, order)
         # split d_expert first: it moves N_a and tokens in opposite directions, the bound's loosest pair
@@ -326,22 +328,21 @@ def _search(space: Space, tolerance: float, combos, incumbent: float, stream: _B
         b_jl, b_il = np.where(on_j, mid_j + 1, jl), np.where(on_j, il, mid_i + 1)
         a_point = (jl == a_jh) & (il == a_ih)
         b_point = (b_jl == jh) & (b_il == ih)
+        # the children, all first children then all second ones: [jl, a_jh] x [il, a_ih] shares the parent's
+        # lower corner, [b_jl, jh] x [b_il, ih] its upper one; a child that is one point shares both
         m = len(pair)
-        new = np.concatenate([np.flatnonzero(~a_point), np.flatnonzero(~b_point) + m])
-        both = np.concatenate([pair, pair]), np.concatenate([combo, combo])
-        # corners of the children, in the order [a_hi..., b_lo...]: shared ones where a child is one point
-        corners = _cat([lo, hi])
-        if len(new):
-            ev = space.evaluate(both[0][new], both[1][new], np.concatenate([a_jh, b_jl])[new],
-                                np.concatenate([a_ih, b_il])[new])
-            evaluated += len(new)
+        lows, highs = _cat([lo, hi]), _cat([lo, hi])  # shared corners in place, the new ones put below
+        a_new, b_new = np.flatnonzero(~a_point), np.flatnonzero(~b_point)
+        if len(a_new) + len(b_new):
+            ev = space.evaluate(np.concatenate([pair[a_new], pair[b_new]]), np.concatenate([combo[a_new], combo[b_new]]),
+                                np.concatenate([a_jh[a_new], b_jl[b_new]]), np.concatenate([a_ih[a_new], b_il[b_new]]))
+            evaluated += len(ev.loss)
             incumbent = min(incumbent, best_of(ev))
-            corners = _put(corners, new, ev)
-        a_hi, b_lo = _at(corners, slice(None, m)), _at(corners, slice(m, None))
-        take = np.stack([np.arange(m), np.arange(m) + m], 1).ravel()  # interleave a, b per parent
-        stack.append((both[0][take], both[1][take], np.concatenate([jl, b_jl])[take],
-                      np.concatenate([a_jh, jh])[take], np.concatenate([il, b_il])[take],
-                      np.concatenate([a_ih, ih])[take], _at(_cat([lo, b_lo]), take), _at(_cat([a_hi, hi]), take)))
+            highs = _put(highs, a_new, _at(ev, slice(None, len(a_new))))
+            lows = _put(lows, b_new + m, _at(ev, slice(len(a_new), None)))
+        stack.append((np.concatenate([pair, pair]), np.concatenate([combo, combo]), np.concatenate([jl, b_jl]),
+                      np.concatenate([a_jh, jh]), np.concatenate([il, b_il]), np.concatenate([a_ih, ih]),
+                      lows, highs))
 
 
 _FIELDS = tuple(Evaluation.__dataclass_fields__)
