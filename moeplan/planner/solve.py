@@ -9,7 +9,11 @@ in the box from below (docs/science.md, [HY]); at a single point the bound is th
 bound exceeds the best loss found + tolerance are dropped, the rest split in half, until all are points.
 
 Memory is bounded at any budget and space: boxes are explored depth-first in batches from a stack (the
-most promising on top), so the live boxes never exceed about (initial chunk + depth x 2 batches); the band
+most promising on top), so the live boxes never exceed about (initial chunk + depth x 2 batches). Boxes are
+halved along d_expert first (it moves N_a and tokens in opposite directions, the bound's loosest pair), and a
+child shares one corner evaluation with its parent. When counting at a fixed threshold, a box wholly inside
+the band (`upper_bound`, `wholly_feasible`) none of whose points can be among the best kept is counted by
+its volume instead of split into points. The band
 is streamed, keeping its best `keep` members, its exact size, its bounding box and its cheapest member.
 While the band fits in a buffer it is collected in one pass; past that, members are only counted at the
 threshold of the moment, and if a better optimum turns up later a second pass counts again at the final
@@ -27,7 +31,7 @@ from moeplan.planner.space import AXES, Evaluation, Space
 
 DEFAULT_KEEP = 1000
 DEFAULT_MEMORY_GB = 2.0
-BATCH = 1 << 17            # boxes evaluated per step of the search
+BATCH = 1 << 15            # boxes evaluated per step of the search
 _ROW_BYTES = 8 * 8         # one buffered band member: pair, combo, j, i, loss, flops and sort scratch
 _MAX_BUFFER = 1 << 18     # band members collected before counting starts (counting whole boxes is faster)
 _SLACK = 1e-12             # at a single point the bound equals the loss up to rounding of a different sum order
@@ -309,7 +313,8 @@ def _search(space: Space, tolerance: float, combos, incumbent: float, stream: _B
             # the best kept, is counted whole instead of split into points
             whole = split & (bound > stream.kth + _SLACK) & wholly_feasible(space, lo, hi)
             if whole.any():
-                whole[whole] = upper_bound(space, combo[whole], _at(lo, whole), _at(hi, whole)) <= stream.threshold - _SLACK
+                top = upper_bound(space, combo[whole], _at(lo, whole), _at(hi, whole))
+                whole[whole] = top <= stream.threshold - _SLACK
             if whole.any():
                 stream.add_boxes(space, *(x[whole] for x in (pair, combo, jl, jh, il, ih)), _at(lo, whole))
                 split &= ~whole
@@ -334,7 +339,8 @@ def _search(space: Space, tolerance: float, combos, incumbent: float, stream: _B
         lows, highs = _cat([lo, hi]), _cat([lo, hi])  # shared corners in place, the new ones put below
         a_new, b_new = np.flatnonzero(~a_point), np.flatnonzero(~b_point)
         if len(a_new) + len(b_new):
-            ev = space.evaluate(np.concatenate([pair[a_new], pair[b_new]]), np.concatenate([combo[a_new], combo[b_new]]),
+            ev = space.evaluate(np.concatenate([pair[a_new], pair[b_new]]),
+                                np.concatenate([combo[a_new], combo[b_new]]),
                                 np.concatenate([a_jh[a_new], b_jl[b_new]]), np.concatenate([a_ih[a_new], b_il[b_new]]))
             evaluated += len(ev.loss)
             incumbent = min(incumbent, best_of(ev))
