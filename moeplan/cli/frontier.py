@@ -29,6 +29,8 @@ def frontier_command(
                                                         help="Floor on tokens per parameter.")] = 20.0,
     max_experts: Annotated[int, typer.Option("--max-experts", help="Most routed experts.")] = 256,
     law_params: Annotated[str | None, typer.Option("--law-params", help="Fitted constants JSON.")] = None,
+    max_memory_gb: Annotated[float, typer.Option("--max-memory-gb", min=0.0,
+                                                 help="Memory each budget's search may use (GB).")] = 2.0,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the frontier figure (.png or .svg).")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV.")] = None,
     dpi: Annotated[int, typer.Option("--dpi", min=10, max=2400, help="Resolution of a PNG figure.")] = 120,
@@ -47,6 +49,7 @@ def frontier_command(
 
     try:
         request = PlanRequest(flops=start, max_params=max_params, max_tokens=max_tokens, law_params=law_params,
+                              max_memory_gb=max_memory_gb,
                               priors=Priors(min_tokens_per_param=min_tokens_per_param, max_experts=max_experts))
     except ValidationError as err:
         raise UsageError(validation_message(err)) from None

@@ -90,6 +90,10 @@ def plan_command(
                                  panel=SEARCH)] = 1,
     resume: Annotated[bool, _opt("--resume", help="Continue the study after a crash (no other worker running).",
                                  panel=SEARCH)] = False,
+    band_keep: Annotated[int, _opt("--band-keep", min=1, help="Band members kept in full (the band size stays "
+                                   "exact).", panel=SEARCH)] = 1000,
+    max_memory_gb: Annotated[float, _opt("--max-memory-gb", min=0.0, help="Memory the search may use (GB).",
+                                         panel=SEARCH)] = 2.0,
     verify: Annotated[bool, _opt("--verify", help="Enumerate the whole space and report regret (minutes at 1e22).",
                                  panel=SEARCH)] = False,
     export: Annotated[Literal["hf", "megatron"] | None, _opt("--export", help="Also write the plan as hf or megatron.",
@@ -149,7 +153,7 @@ def plan_command(
         convention=convention_option(convention), law=law, law_params=law_params, tensor_parallel=tp,
         expert_parallel=ep, pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
         objective=objective, tolerance=tolerance, trials=trials, seed=seed, study_name=study,
-        workers=workers, resume=resume, family=family,
+        workers=workers, resume=resume, family=family, band_keep=band_keep, max_memory_gb=max_memory_gb,
         storage=storage if storage is not None else DEFAULT_STORAGE,  # the API's default keeps no file
     )
     prior_fields = dict(

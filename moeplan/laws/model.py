@@ -213,6 +213,14 @@ class Law(BaseModel):
         so the sum of the terms' corner minima bounds L, and equals L where low == high. Where a fixed
         variable does vary, the bound is -inf (valid, never prunes).
         """
+        return self._corner_bound(low, high, np.minimum, -np.inf)
+
+    def upper_bound(self, low: dict, high: dict) -> np.ndarray:
+        """An upper bound of the loss over every box [low, high] of inputs: each term at its largest corner
+        (+inf where a fixed variable varies). The planner counts whole boxes of the band with it."""
+        return self._corner_bound(low, high, np.maximum, np.inf)
+
+    def _corner_bound(self, low: dict, high: dict, pick, unbounded: float) -> np.ndarray:
         from moeplan.laws import _generated
 
         groups = _generated.BOUNDS.get(self.form)
@@ -227,11 +235,11 @@ class Law(BaseModel):
             best = None
             for corner in range(1 << len(box)):
                 phi = phi_fn(*((high if (corner >> box.index(v)) & 1 else low)[v] for v in phi_fn.variables), *consts)
-                best = coef * phi if best is None else np.minimum(best, coef * phi)
+                best = coef * phi if best is None else pick(best, coef * phi)
             total = total + best
         for v in coefs_fn.variables:
             if not np.array_equal(low[v], high[v]):
-                total = np.where(np.asarray(low[v]) == np.asarray(high[v]), total, -np.inf)
+                total = np.where(np.asarray(low[v]) == np.asarray(high[v]), total, unbounded)
         return total
 
     def optima(self) -> dict[str, str]:

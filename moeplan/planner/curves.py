@@ -6,6 +6,8 @@ discrete optimum (or the set of configurations within a tolerance of it), not a 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +19,9 @@ from moeplan.planner.solve import branch_and_bound, solve
 from moeplan.planner.space import AXES, Space
 
 _FROZEN = ConfigDict(frozen=True)
+# band members the plots draw: the best of the band by loss (a curve's bin appears if any member of it is
+# kept, and then with its exact minimum); memory stays bounded whatever the band's size
+PLOT_KEEP = 200_000
 
 
 class FrontierPoint(BaseModel):
@@ -60,12 +65,16 @@ def budgets(start: float, stop: float, per_decade: int) -> np.ndarray:
     return start * 10 ** (np.arange(steps + 1) / per_decade)
 
 
-def _point(space: Space, compute: float) -> FrontierPoint:
-    band = solve(space, 0.0)[0]
+def _point(space: Space, compute: float, incumbent: float = np.inf) -> tuple[FrontierPoint, dict | None]:
+    """The optimum at one budget, given a known feasible loss `incumbent` (or the seeds' when infinite)."""
+    if np.isfinite(incumbent):
+        band = branch_and_bound(space, 0.0, incumbent=incumbent, keep=1, max_memory_gb=space.request.max_memory_gb)
+    else:
+        band = solve(space, 0.0, keep=1, max_memory_gb=space.request.max_memory_gb)[0]
     if len(band) == 0:
         return FrontierPoint(compute=compute, feasible=False,
                              reason=f"no buildable model gets {space.request.priors.min_tokens_per_param:g} "
-                                    "tokens per parameter, or the caps exclude all")
+                                    "tokens per parameter, or the caps exclude all"), None
     values = {a: int(v) for a, v in space.values(*band.point(0)).items()}
     ev = space.evaluate_values({a: [v] for a, v in values.items()})
     out = space.law.extrapolation(**{k: float(np.ravel(v)[0]) for k, v in ev.inputs.items()})
@@ -73,7 +82,33 @@ def _point(space: Space, compute: float) -> FrontierPoint:
                          total_params=int(ev.total[0]), active_params=int(ev.active[0]), law_N=float(ev.n[0]),
                          law_N_a=float(ev.n_a[0]), tokens=float(ev.tokens[0]),
                          activation_ratio=float(ev.n_a[0] / ev.n[0]),
-                         extrapolation=max([e.factor for e in out], default=1.0))
+                         extrapolation=max([e.factor for e in out], default=1.0)), values
+
+
+def _in_order(request: PlanRequest, law: Law, computes) -> list[FrontierPoint]:
+    """Budgets solved in increasing order, each warm-started: the previous optimum, re-costed at the next
+    budget, is a feasible configuration there when it satisfies the caps, so its loss is an incumbent that
+    bounds the next optimum from above and prunes from the first box (still exact: only pruning changes)."""
+    points, previous = [], None
+    for c in computes:
+        space = at_budget(request, law, c)
+        incumbent = np.inf
+        if previous is not None:
+            ev = space.evaluate_values({a: [v] for a, v in previous.items()})
+            if ev.feasible[0]:
+                incumbent = float(ev.loss[0])
+            # the previous optimum's (top_k, shared) usually stays optimal: its own optimum, a search of one
+            # combo in eighty, is a far better incumbent
+            combo = np.flatnonzero((space.combos[0] == previous["top_k"])
+                                   & (space.combos[1] == previous["n_shared_experts"]))
+            near = branch_and_bound(space, 0.0, combos=combo, incumbent=incumbent, keep=1,
+                                    max_memory_gb=request.max_memory_gb)
+            if len(near):
+                incumbent = min(incumbent, float(near.loss[0]))
+        point, values = _point(space, float(c), incumbent)
+        previous = values or previous
+        points.append(point)
+    return points
 
 
 def at_budget(request: PlanRequest, law: Law, compute: float) -> Space:
@@ -89,16 +124,25 @@ def fitted_compute(law: Law) -> tuple[float, float] | None:
 
 
 def frontier(request: PlanRequest, computes) -> Frontier:
-    """The planned optimum at each budget: same priors and caps, the budget replaced."""
+    """The planned optimum at each budget: same priors and caps, the budget replaced. Budgets are solved in
+    increasing order, warm-started from the previous optimum; two runs of consecutive budgets use both cores."""
     law = load_law(request)
-    spaces = [at_budget(request, law, c) for c in computes]
-    if len(spaces) > 2:  # budgets are independent: use both cores
-        from concurrent.futures import ProcessPoolExecutor
+    computes = [float(c) for c in computes]
+    order = np.argsort(computes, kind="stable")
+    ascending = [computes[k] for k in order]
+    if len(ascending) >= 8 and (os.cpu_count() or 1) >= 2:
+        import multiprocessing
 
-        with ProcessPoolExecutor(max_workers=2) as pool:
-            points = list(pool.map(_point, spaces, [float(c) for c in computes]))
+        half = len(ascending) // 2
+        context = multiprocessing.get_context("fork")  # the children share the parent's imports
+        with context.Pool(2) as pool:
+            runs = pool.starmap(_in_order, [(request, law, ascending[:half]), (request, law, ascending[half:])])
+        solved = runs[0] + runs[1]
     else:
-        points = [_point(s, float(c)) for s, c in zip(spaces, computes, strict=True)]
+        solved = _in_order(request, law, ascending)
+    points = [None] * len(computes)
+    for k, p in zip(order, solved, strict=True):
+        points[k] = p
     return Frontier(law=law.name, points=points, fitted_compute=fitted_compute(law))
 
 
@@ -108,7 +152,7 @@ def iso_flop(request: PlanRequest, computes, tolerance: float = 0.03, bins: int 
     curves = []
     for c in computes:
         space = at_budget(request, law, c)
-        band = branch_and_bound(space, tolerance)
+        band = branch_and_bound(space, tolerance, keep=PLOT_KEEP, max_memory_gb=request.max_memory_gb)
         if len(band) == 0:
             continue
         ev = space.evaluate(band.pair, band.combo, band.j, band.i)
@@ -124,9 +168,9 @@ def iso_flop(request: PlanRequest, computes, tolerance: float = 0.03, bins: int 
 
 
 def band_points(request: PlanRequest) -> dict:
-    """Every configuration within the request's tolerance: N_a/N, G and loss of each."""
+    """The configurations within the request's tolerance (the best PLOT_KEEP of them): N_a/N, G and loss."""
     space = Space(request, load_law(request))
-    band = branch_and_bound(space, request.tolerance)
+    band = branch_and_bound(space, request.tolerance, keep=PLOT_KEEP, max_memory_gb=request.max_memory_gb)
     if len(band) == 0:
         raise MoeplanError("no buildable configuration for this request")
     ev = space.evaluate(band.pair, band.combo, band.j, band.i)

@@ -20,7 +20,7 @@ from moeplan.laws.inputs import of_count
 from moeplan.laws.model import Extrapolation, Law, Variable
 from moeplan.planner.binding import Binding, binding_constraints
 from moeplan.planner.request import PlanRequest
-from moeplan.planner.solve import Band, enumerate_space, solve
+from moeplan.planner.solve import enumerate_space, solve
 from moeplan.planner.space import AXES, Space
 from moeplan.planner.study import FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
 from moeplan.store import DEFAULT_STORAGE
@@ -93,6 +93,8 @@ class Plan(BaseModel):
 
     band_tolerance: float = Field(description="loss tolerance of the near-optimal band")
     band_size: int = Field(description="configurations within band_tolerance of the best predicted loss")
+    band_bounds: dict[str, tuple[int, int]] | None = Field(
+        None, description="smallest and largest value of each architecture axis over the whole band")
     alternatives: list[Candidate] = Field(description="the best other configurations of the band, by predicted loss")
     seeds: list[Candidate] = Field(description="best configurations at the sympy-derived G*, S* (enqueued trials)")
     pareto_front: list[Candidate] | None = Field(
@@ -201,12 +203,14 @@ def domain_source(request: PlanRequest, law: Law) -> str:
 
 
 def study_name_for(request: PlanRequest) -> str:
-    key = request.model_dump_json(exclude={"storage", "study_name", "trials", "workers", "resume"})
+    # how the search runs (memory, band members kept) does not change the plan, so not the study either
+    key = request.model_dump_json(exclude={"storage", "study_name", "trials", "workers", "resume", "band_keep",
+                                           "max_memory_gb"})
     return f"moeplan-{request.compute:.3g}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def _candidate(space: Space, band: Band, k: int) -> Candidate:
-    values = {a: int(v) for a, v in space.values(*band.point(k)).items()}
+def _candidate(space: Space, point: tuple[int, int, int, int]) -> Candidate:
+    values = {a: int(v) for a, v in space.values(*point).items()}
     d = describe(space, values)
     return Candidate(**values, loss=d["loss"], total_params=d["total_params"], active_params=d["active_params"],
                      tokens=d["tokens"], train_flops_per_token=d["train_flops_per_token"])
@@ -268,7 +272,8 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
         if problem:
             raise MoeplanError(problem)
 
-    band, seeds, evaluated = solve(space, request.tolerance)
+    band, seeds, evaluated = solve(space, request.tolerance, keep=request.band_keep,
+                                   max_memory_gb=request.max_memory_gb)
     if len(band) == 0:
         if request.cluster is not None:
             from moeplan.cluster.planning import infeasible_on_cluster
@@ -276,14 +281,12 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
             raise infeasible_on_cluster(space) or _infeasible(space)
         raise _infeasible(space)
 
-    chosen = 0
-    if request.objective == "efficient":  # cheapest FLOPs/token within the tolerance, ties by loss
-        flops = space.evaluate(band.pair, band.combo, band.j, band.i).flops_per_token
-        chosen = int(np.lexsort((band.loss, flops))[0])
-    best = _candidate(space, band, chosen)
-    alternatives = [_candidate(space, band, k) for k in range(min(len(band), ALTERNATIVES + 1)) if k != chosen]
-    alternatives = alternatives[:ALTERNATIVES]
-    seed_candidates = [_candidate(space, s, 0) for s in seeds]
+    # efficient: the cheapest FLOPs/token within the tolerance, ties by loss (tracked over the whole band)
+    chosen = band.cheapest if request.objective == "efficient" else band.point(0)
+    best = _candidate(space, chosen)
+    kept = [band.point(k) for k in range(min(len(band.loss), ALTERNATIVES + 1))]
+    alternatives = [_candidate(space, p) for p in kept if p != chosen][:ALTERNATIVES]
+    seed_candidates = [_candidate(space, s.point(0)) for s in seeds]
 
     name = request.study_name or study_name_for(request)
     proposals = [("seed", _axes(c)) for c in seed_candidates] + [("plan", _axes(best))]
@@ -292,7 +295,10 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     study, interrupted = run_study(space, proposals, request.storage, name, request.trials, request.seed, multi,
                                    request.workers, request.resume)
 
-    certificate = enumerate_space(space, request.tolerance) if verify else None
+    certificate = None
+    if verify:
+        certificate = enumerate_space(space, request.tolerance, keep=request.band_keep,
+                                      max_memory_gb=request.max_memory_gb)
     arch = space.architecture_of(_axes(best))
     plan_ = _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate, name)
     if interrupted:
@@ -316,7 +322,7 @@ def _without_prior(request: PlanRequest, law: Law, prior_loss: float) -> Candida
     free = request.model_copy(update={"priors": request.priors.model_copy(update={"min_tokens_per_param": 1e-9})})
     space = Space(free, law)
     band = branch_and_bound(space, 0.0, incumbent=prior_loss) if bound_is_valid(space) else solve(space, 0.0)[0]
-    return _candidate(space, band, 0) if len(band) else None
+    return _candidate(space, band.point(0)) if len(band) else None
 
 
 def _axes(c: Candidate) -> dict[str, int]:
@@ -369,6 +375,7 @@ def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluate
         ling_batch_tokens=float(ling.evaluate("batch_tokens", C=r.compute)),
         band_tolerance=r.tolerance,
         band_size=len(band),
+        band_bounds=band.bounds,
         alternatives=alternatives,
         seeds=seeds,
         pareto_front=front,

@@ -96,7 +96,7 @@ class PlanRequest(BaseModel):
     objective: Literal["loss", "efficient", "pareto"] = Field(
         "loss", description="loss: lowest predicted loss; efficient: fewest FLOPs/token within the tolerance; "
         "pareto: 3-objective study")
-    tolerance: float = Field(0.001, ge=0, le=0.1, description="loss tolerance of the near-optimal band")
+    tolerance: float = Field(0.001, ge=0, le=1.0, description="loss tolerance of the near-optimal band (nats; the band is streamed, its size exact)")
     trials: PositiveInt | None = Field(None, le=1_000_000,
                                        description="Optuna trials; default: seeds + optimum + band best")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the Optuna sampler (numpy's range)")
@@ -106,6 +106,8 @@ class PlanRequest(BaseModel):
     study_name: str | None = Field(None, description="Optuna study name; default derived from the request")
     workers: PositiveInt = Field(1, le=256, description="processes running trials on the study")
     resume: bool = Field(False, description="continue a study whose run was killed")
+    band_keep: PositiveInt = Field(1000, le=1_000_000, description="band members kept in full (the band's size is always exact)")
+    max_memory_gb: PositiveFloat = Field(2.0, le=1024, description="memory the search may use; beyond it, one error line")
 
     cluster: ClusterBudget | None = Field(None, description="devices, days and training choices (docs/cluster.md)")
 
