@@ -191,12 +191,19 @@ def test_loop_sweep_losses_fit_plan(cli, tmp_path):
     assert 0 <= regret < 1e-3  # the planned model trains to within 0.001 nats of the true optimum
 
 
-def test_simulation_with_almost_no_noise_plans_the_true_optimum(designed):
+def test_simulation_with_almost_no_noise_plans_the_true_optimum(designed, tmp_path):
+    pytest.importorskip("matplotlib")
+    from moeplan.plots import save
+    from moeplan.sweep.figure import comparison_figure
+
     sim = simulation(designed, 1, noise=1e-7, workers=1)
     assert [d.design for d in sim.designs] == ["designed (target)", "uniform IsoFLOP grid", "[HY] Table 6 pattern"]
     top = sim.designs[0]
     assert top.failed_fits == 0 and top.regret.median == 0.0 and top.modal_plan == sim.true_plan
     assert top.g_star.median == pytest.approx(optima.optimal_experts(HY), rel=1e-3)
+    assert top.regrets == [0.0] and all(len(d.regrets) == 1 for d in sim.designs)
+    png = save(comparison_figure(designed, sim), tmp_path / "comparison.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 BAD = [
@@ -214,6 +221,8 @@ BAD = [
     (("--target-flops", "1e23", "--sweep-flops", "1e21", "--gpu", "tpu9"), 2, "unknown gpu 'tpu9'"),
     (("--target-flops", "1e23", "--sweep-flops", "1e21", "--law-params", "nope.json"), 2, "no such file"),
     (("--target-flops", "1e23", "--sweep-flops", "1e17"), 1, "no buildable architecture"),
+    (("--target-flops", "1e23", "--sweep-flops", "1e21", "--plot", "fig.txt"), 2, "plots are written as .png or .svg"),
+    (("--target-flops", "1e23", "--sweep-flops", "1e21", "--criterion", "e"), 2, "--criterion"),
 ]
 
 

@@ -248,6 +248,7 @@ class DesignSimulation(BaseModel):
     repetitions: int
     failed_fits: int
     regret: Spread | None = Field(description="true regret of the plan at the target, nats")
+    regrets: list[float] = Field(description="every repetition's true regret (NaN, null in JSON: the fit failed)")
     mean_regret: float | None
     zero_regret: float = Field(description="share of repetitions that planned the true optimum exactly")
     g_star: Spread | None
@@ -305,7 +306,7 @@ def simulation(designed: Designed, repetitions: int, noise: float | None = None,
         gs = [_g_s(o.constants) for o in ok]
         summaries.append(DesignSimulation(
             design=name, runs=len(runs), compute=float(runs.compute.sum()), repetitions=len(mine),
-            failed_fits=len(mine) - len(ok), regret=_spread(regrets),
+            failed_fits=len(mine) - len(ok), regret=_spread(regrets), regrets=[o.regret for o in mine],
             mean_regret=float(np.mean(regrets)) if regrets else None,
             zero_regret=float(np.mean([x == 0 for x in regrets])) if regrets else 0.0,
             g_star=_spread([g for g, _ in gs]), s_star=_spread([s for _, s in gs]),
