@@ -19,6 +19,7 @@ def write_atomic(path: Path, write: Callable[[str], None], suffix: str = ".tmp",
             path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=suffix)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file honours the umask like open()
         write(tmp)
         os.replace(tmp, path)
     except OSError as err:
@@ -27,6 +28,12 @@ def write_atomic(path: Path, write: Callable[[str], None], suffix: str = ".tmp",
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: Path, text: str, parents: bool = False) -> Path:

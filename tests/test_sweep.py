@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 import warnings
 
 import numpy as np
@@ -167,6 +169,9 @@ def test_loop_sweep_losses_fit_plan(cli, tmp_path):
     result = cli("sweep", "--target-flops", "1e23", "--sweep-flops", "1e21", "--max-run-flops", "1e19",
                  "--runs", "30", "--architectures", "1200", "--out", out)
     assert result.code == 0, result.err
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((out / "sweep.csv").stat().st_mode) == 0o666 & ~mask  # files honour the umask
     rows = list(csv.DictReader(open(out / "sweep.csv")))
     noise = np.random.default_rng(3).normal(0, 0.005, len(rows))
     for r, e in zip(rows, noise, strict=True):
