@@ -88,7 +88,7 @@ def sweep_command(
         if sim is None:
             emit_json(result)
         else:
-            from moeplan.sweep.sweep import SweepWithSimulation
+            from moeplan.sweep.simulate import SweepWithSimulation
 
             emit_json(SweepWithSimulation(sweep=result, simulation=sim))
         return
