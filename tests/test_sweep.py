@@ -248,15 +248,29 @@ def test_out_must_be_a_folder(cli, tmp_path):
     assert result.code == 1 and "a file, not a folder" in result.err and out.read_text() == "mine"
 
 
-def test_json_is_exactly_the_model(cli):
+def test_json_is_exactly_the_model_and_law_params_are_the_prior(cli, tmp_path):
+    prior = tmp_path / "fitted.json"
+    prior.write_text(json.dumps({"law": "hy", "constants": HY.values | {"f": 1.5 * HY.values["f"]},
+                                 "source": "a fit of mine"}))
     result = cli("sweep", "--target-flops", "1e23", "--sweep-flops", "1e21", "--max-run-flops", "1e19", "--runs", "13",
-                 "--architectures", "600", "--gpu", "h100", "--gpus", "64", "--json")
+                 "--architectures", "600", "--gpu", "h100", "--gpus", "64", "--law-params", prior, "--json")
     assert result.code == 0 and result.err == ""
     data = result.json()
+    assert data["law_constants"]["f"] == 1.5 * HY.values["f"] and "a fit of mine" in data["law_constants_source"]
     total = sum(r["compute"] for r in data["runs"])
     assert data["total_compute"] == pytest.approx(total)
     assert data["gpu_hours"] == pytest.approx(total / (989e12 * 0.4) / 3600)  # H100 SXM dense bf16 peak
     assert data["wall_days"] == pytest.approx(data["gpu_hours"] / 64 / 24)
+
+
+def test_perturbed_truth_is_log_normal_around_the_prior():
+    from moeplan.sweep.simulate import perturbed
+
+    assert perturbed(HY, 0.0, 1) is HY
+    a, b = perturbed(HY, 0.05, 1), perturbed(HY, 0.05, 1)
+    assert a.values == b.values  # a seed gives one truth
+    z = np.log([a.values[k] / v for k, v in HY.values.items()]) / 0.05
+    assert np.all(np.abs(z) < 5) and np.any(z != 0)
 
 
 @pytest.mark.slow
