@@ -177,5 +177,13 @@ def render_simulation(sim) -> None:
                   f"{d.zero_regret:.0%}", _spread(d.g_star), _spread(d.s_star), str(d.distinct_plans),
                   f"{d.modal_share:.0%}", _spread(d.plan_active, "{:.3g}"), str(d.failed_fits))
     _print(t)
+    spread = Table(title="fitted constants: median [5th, 95th percentile]", title_justify="left")
+    spread.add_column("constant", no_wrap=True)
+    spread.add_column("truth", justify="right", no_wrap=True)
+    for d in sim.designs:
+        spread.add_column(d.design, justify="right", no_wrap=True)
+    for name, value in sim.truth.items():
+        spread.add_row(name, f"{value:.4g}", *(_spread(d.constants.get(name), "{:.4g}") for d in sim.designs))
+    _print(spread)
     if sim.regret_ratio is not None:
         stdout.print(f"median true regret: uniform IsoFLOP grid / designed sweep = {sim.regret_ratio:.3g}")
