@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 import warnings
 
 import numpy as np
@@ -167,6 +169,9 @@ def test_loop_sweep_losses_fit_plan(cli, tmp_path):
     result = cli("sweep", "--target-flops", "1e23", "--sweep-flops", "1e21", "--max-run-flops", "1e19",
                  "--runs", "30", "--architectures", "1200", "--out", out)
     assert result.code == 0, result.err
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((out / "sweep.csv").stat().st_mode) == 0o666 & ~mask  # files honour the umask
     rows = list(csv.DictReader(open(out / "sweep.csv")))
     noise = np.random.default_rng(3).normal(0, 0.005, len(rows))
     for r, e in zip(rows, noise, strict=True):
@@ -191,12 +196,19 @@ def test_loop_sweep_losses_fit_plan(cli, tmp_path):
     assert 0 <= regret < 1e-3  # the planned model trains to within 0.001 nats of the true optimum
 
 
-def test_simulation_with_almost_no_noise_plans_the_true_optimum(designed):
+def test_simulation_with_almost_no_noise_plans_the_true_optimum(designed, tmp_path):
+    pytest.importorskip("matplotlib")
+    from moeplan.plots import save
+    from moeplan.sweep.figure import comparison_figure
+
     sim = simulation(designed, 1, noise=1e-7, workers=1)
     assert [d.design for d in sim.designs] == ["designed (target)", "uniform IsoFLOP grid", "[HY] Table 6 pattern"]
     top = sim.designs[0]
     assert top.failed_fits == 0 and top.regret.median == 0.0 and top.modal_plan == sim.true_plan
     assert top.g_star.median == pytest.approx(optima.optimal_experts(HY), rel=1e-3)
+    assert top.regrets == [0.0] and all(len(d.regrets) == 1 for d in sim.designs)
+    png = save(comparison_figure(designed, sim), tmp_path / "comparison.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 BAD = [
@@ -214,6 +226,8 @@ BAD = [
     (("--target-flops", "1e23", "--sweep-flops", "1e21", "--gpu", "tpu9"), 2, "unknown gpu 'tpu9'"),
     (("--target-flops", "1e23", "--sweep-flops", "1e21", "--law-params", "nope.json"), 2, "no such file"),
     (("--target-flops", "1e23", "--sweep-flops", "1e17"), 1, "no buildable architecture"),
+    (("--target-flops", "1e23", "--sweep-flops", "1e21", "--plot", "fig.txt"), 2, "plots are written as .png or .svg"),
+    (("--target-flops", "1e23", "--sweep-flops", "1e21", "--criterion", "e"), 2, "--criterion"),
 ]
 
 
@@ -234,15 +248,29 @@ def test_out_must_be_a_folder(cli, tmp_path):
     assert result.code == 1 and "a file, not a folder" in result.err and out.read_text() == "mine"
 
 
-def test_json_is_exactly_the_model(cli):
+def test_json_is_exactly_the_model_and_law_params_are_the_prior(cli, tmp_path):
+    prior = tmp_path / "fitted.json"
+    prior.write_text(json.dumps({"law": "hy", "constants": HY.values | {"f": 1.5 * HY.values["f"]},
+                                 "source": "a fit of mine"}))
     result = cli("sweep", "--target-flops", "1e23", "--sweep-flops", "1e21", "--max-run-flops", "1e19", "--runs", "13",
-                 "--architectures", "600", "--gpu", "h100", "--gpus", "64", "--json")
+                 "--architectures", "600", "--gpu", "h100", "--gpus", "64", "--law-params", prior, "--json")
     assert result.code == 0 and result.err == ""
     data = result.json()
+    assert data["law_constants"]["f"] == 1.5 * HY.values["f"] and "a fit of mine" in data["law_constants_source"]
     total = sum(r["compute"] for r in data["runs"])
     assert data["total_compute"] == pytest.approx(total)
     assert data["gpu_hours"] == pytest.approx(total / (989e12 * 0.4) / 3600)  # H100 SXM dense bf16 peak
     assert data["wall_days"] == pytest.approx(data["gpu_hours"] / 64 / 24)
+
+
+def test_perturbed_truth_is_log_normal_around_the_prior():
+    from moeplan.sweep.simulate import perturbed
+
+    assert perturbed(HY, 0.0, 1) is HY
+    a, b = perturbed(HY, 0.05, 1), perturbed(HY, 0.05, 1)
+    assert a.values == b.values  # a seed gives one truth
+    z = np.log([a.values[k] / v for k, v in HY.values.items()]) / 0.05
+    assert np.all(np.abs(z) < 5) and np.any(z != 0)
 
 
 @pytest.mark.slow

@@ -44,6 +44,7 @@ def sweep_command(
     mfu: Annotated[float, typer.Option("--mfu", help="Model FLOPs utilisation for GPU-hours.")] = 0.4,
     seed: Annotated[int, typer.Option("--seed", help="Seed for candidates and simulation.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for sweep.csv, sweep.json and per-run configs.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the comparison figure (.png or .svg).")] = None,
     simulate: Annotated[int, typer.Option("--simulate", min=0, rich_help_panel=SIM,
                                           help="Repetitions of sweep -> synthetic losses -> fit -> plan.")] = 0,
     perturb: Annotated[float, typer.Option("--perturb", min=0.0, rich_help_panel=SIM,
@@ -65,6 +66,8 @@ def sweep_command(
         raise UsageError(validation_message(err)) from None
     if out is not None and out.exists() and not out.is_dir():
         raise MoeplanError(f"{out}: a file, not a folder (--out takes a folder)")
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"{plot}: plots are written as .png or .svg")
     designed = design_sweep(request)
     result = to_model(designed)
     if out is not None:
@@ -76,11 +79,16 @@ def sweep_command(
     sim = None
     if simulate:
         sim = _simulate(designed, simulate, perturb, workers, simulation)
+    if plot is not None:
+        from moeplan.plots import save
+        from moeplan.sweep.figure import comparison_figure
+
+        stderr.print(f"wrote {save(comparison_figure(designed, sim), plot)}")
     if json_out:
         if sim is None:
             emit_json(result)
         else:
-            from moeplan.sweep.sweep import SweepWithSimulation
+            from moeplan.sweep.simulate import SweepWithSimulation
 
             emit_json(SweepWithSimulation(sweep=result, simulation=sim))
         return
@@ -169,5 +177,13 @@ def render_simulation(sim) -> None:
                   f"{d.zero_regret:.0%}", _spread(d.g_star), _spread(d.s_star), str(d.distinct_plans),
                   f"{d.modal_share:.0%}", _spread(d.plan_active, "{:.3g}"), str(d.failed_fits))
     _print(t)
+    spread = Table(title="fitted constants: median [5th, 95th percentile]", title_justify="left")
+    spread.add_column("constant", no_wrap=True)
+    spread.add_column("truth", justify="right", no_wrap=True)
+    for d in sim.designs:
+        spread.add_column(d.design, justify="right", no_wrap=True)
+    for name, value in sim.truth.items():
+        spread.add_row(name, f"{value:.4g}", *(_spread(d.constants.get(name), "{:.4g}") for d in sim.designs))
+    _print(spread)
     if sim.regret_ratio is not None:
         stdout.print(f"median true regret: uniform IsoFLOP grid / designed sweep = {sim.regret_ratio:.3g}")

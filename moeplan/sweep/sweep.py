@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +18,6 @@ from moeplan.sweep import candidates as cand
 from moeplan.sweep.design import Criterion, choose, information, jacobian, prior_information
 from moeplan.sweep.references import table6_pattern, uniform_grid
 from moeplan.sweep.request import SweepRequest
-from moeplan.sweep.simulate import perturbed, simulate
 from moeplan.sweep.target import Decision, decision, target_request
 
 _FROZEN = ConfigDict(frozen=True)
@@ -93,9 +91,8 @@ def prior_law(request: SweepRequest) -> Law:
     cand.check_law(law)
     if request.law_params is not None:
         law = load_law(PlanRequest(flops=request.target_flops, law=request.law, law_params=request.law_params))
-    law.values  # noqa: B018 -- raises for a form-only law without --law-params
+    _ = law.values  # raises, naming the constants, for a form-only law without --law-params
     return law
-
 
 
 @dataclass(frozen=True)
@@ -219,122 +216,3 @@ def to_model(designed: Designed) -> Sweep:
 def sweep(request: SweepRequest) -> Sweep:
     """The designed sweep for `request` (docs/sweeps.md)."""
     return to_model(design_sweep(request))
-
-
-class Spread(BaseModel):
-    """5th, 50th and 95th percentiles over the repetitions whose fit succeeded."""
-
-    model_config = _FROZEN
-
-    p5: float
-    median: float
-    p95: float
-
-
-def _spread(values) -> Spread | None:
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    if len(x) == 0:
-        return None
-    p5, p50, p95 = np.percentile(x, [5, 50, 95])
-    return Spread(p5=p5, median=p50, p95=p95)
-
-
-class DesignSimulation(BaseModel):
-    model_config = _FROZEN
-
-    design: str
-    runs: int
-    compute: float
-    repetitions: int
-    failed_fits: int
-    regret: Spread | None = Field(description="true regret of the plan at the target, nats")
-    mean_regret: float | None
-    zero_regret: float = Field(description="share of repetitions that planned the true optimum exactly")
-    g_star: Spread | None
-    s_star: Spread | None
-    constants: dict[str, Spread | None]
-    distinct_plans: int
-    modal_plan: dict[str, int] | None
-    modal_share: float
-    plan_active: Spread | None = Field(description="N_a of the planned architectures")
-    plan_total: Spread | None = Field(description="N of the planned architectures")
-
-
-class Simulation(BaseModel):
-    model_config = _FROZEN
-
-    repetitions: int
-    noise: float
-    perturb: float
-    truth: dict[str, float]
-    true_plan: dict[str, int]
-    true_optimum_loss: float
-    designs: list[DesignSimulation]
-    regret_ratio: float | None = Field(
-        None, description="median true regret of the uniform grid / that of the designed sweep")
-
-
-def _g_s(values: dict[str, float]) -> tuple[float | None, float | None]:
-    g = float(np.sqrt(values["f"] / values["e"])) if values["e"] * values["f"] > 0 else None
-    s = float(-values["n"] / (2 * values["m"])) if values["m"] != 0 else None
-    return g, s
-
-
-def simulation(designed: Designed, repetitions: int, noise: float | None = None, perturb: float = 0.0,
-               workers: int = 2, progress=None) -> Simulation:
-    """Simulate the designed sweep and the two references `repetitions` times each."""
-    from moeplan.sweep.target import plan_at
-
-    if designed.law.form != "hy":
-        raise UsageError(f"--simulate plans at the target with the [HY] form; law {designed.law.name!r} has no plan")
-    r = designed.request
-    noise = r.noise if noise is None else noise
-    truth = perturbed(designed.law, perturb, r.seed)
-    designs = {f"designed ({r.criterion})": designed.chosen, **designed.references}
-    plan_request = target_request(r)
-    outcomes, optimum = simulate({k: v.variables() for k, v in designs.items()}, designed.law, truth, plan_request,
-                                 repetitions, noise, r.seed, workers, progress)
-    true_plan = plan_at(plan_request, truth).axes
-    summaries = []
-    for name, runs in designs.items():
-        mine = [o for o in outcomes if o.design == name]
-        ok = [o for o in mine if o.constants is not None]
-        regrets = [o.regret for o in ok]
-        plans = Counter(tuple(sorted(o.axes.items())) for o in ok)
-        modal, count = plans.most_common(1)[0] if plans else (None, 0)
-        gs = [_g_s(o.constants) for o in ok]
-        summaries.append(DesignSimulation(
-            design=name, runs=len(runs), compute=float(runs.compute.sum()), repetitions=len(mine),
-            failed_fits=len(mine) - len(ok), regret=_spread(regrets),
-            mean_regret=float(np.mean(regrets)) if regrets else None,
-            zero_regret=float(np.mean([x == 0 for x in regrets])) if regrets else 0.0,
-            g_star=_spread([g for g, _ in gs]), s_star=_spread([s for _, s in gs]),
-            constants={c: _spread([o.constants[c] for o in ok]) for c in designed.law.constant_names},
-            distinct_plans=len(plans), modal_plan=dict(modal) if modal else None,
-            modal_share=count / len(ok) if ok else 0.0,
-            plan_active=_spread([_plan_counts(designed, o.axes)[1] for o in ok]),
-            plan_total=_spread([_plan_counts(designed, o.axes)[0] for o in ok])))
-    designed_median = summaries[0].regret.median if summaries[0].regret else None
-    uniform_median = summaries[1].regret.median if summaries[1].regret else None
-    ratio = None
-    if designed_median is not None and uniform_median is not None:
-        ratio = float("inf") if designed_median == 0 and uniform_median > 0 else (
-            1.0 if designed_median == uniform_median == 0 else uniform_median / designed_median)
-    return Simulation(repetitions=repetitions, noise=noise, perturb=perturb, truth=truth.values, true_plan=true_plan,
-                      true_optimum_loss=optimum, designs=summaries, regret_ratio=ratio)
-
-
-def _plan_counts(designed: Designed, axes: dict[str, int]) -> tuple[float, float]:
-    from moeplan.planner.space import Space
-
-    ev = Space(target_request(designed.request), designed.law).evaluate_values({k: np.asarray(v) for k, v in axes.items()})
-    return float(ev.n), float(ev.n_a)
-
-
-class SweepWithSimulation(BaseModel):
-    """`moeplan sweep --simulate K --json`: the sweep and its simulation."""
-
-    model_config = _FROZEN
-
-    sweep: Sweep
-    simulation: Simulation
