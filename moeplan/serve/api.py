@@ -228,6 +228,9 @@ class PlanService:
     def __init__(self, settings: Settings, engine):
         self.settings, self.engine = settings, engine
         self.verify_slots = threading.BoundedSemaphore(settings.max_verify)
+        # Plans hold the GIL for much of their time: run them one after another in a worker (scale with
+        # --workers), so under load each finishes in turn instead of all finishing late together.
+        self.compute_slots = threading.BoundedSemaphore(settings.plans_per_worker)
 
     def plan(self, request, verify: bool = False):
         from moeplan.planner import Plan, plan
@@ -236,7 +239,7 @@ class PlanService:
         request = request.model_copy(update={"storage": self.settings.storage})
         name, key = plan_key(request, verify)
         deadline = time.monotonic() + self.settings.wait_seconds
-        lease = self.settings.job_lease_seconds
+        lease, pause = self.settings.job_lease_seconds, 0.05
         while True:
             cached = db.cached_plan(self.engine, key)
             if cached is not None:
@@ -245,7 +248,8 @@ class PlanService:
                 break
             if time.monotonic() > deadline:
                 raise Busy(f"study {name} is still being computed by another worker; retry later")
-            time.sleep(0.1)
+            time.sleep(pause)  # another worker computes this study: wait for its answer, polling less and less
+            pause = min(0.5, pause * 1.5)
         try:
             cached = db.cached_plan(self.engine, key)  # finished between our look and our claim
             if cached is not None:
@@ -253,7 +257,8 @@ class PlanService:
             if verify and not self.verify_slots.acquire(blocking=False):
                 raise TooMany(f"{self.settings.max_verify} verify plan(s) already running on this worker; retry later")
             try:
-                with db.Heartbeat(self.engine, db.leases, db.leases.c.key, name, lease, db.leases.c.owner):
+                with db.Heartbeat(self.engine, db.leases, db.leases.c.key, name, lease, db.leases.c.owner), \
+                        self.compute_slots:
                     result = plan(request, verify=verify)
             finally:
                 if verify:
