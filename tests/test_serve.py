@@ -161,3 +161,19 @@ def test_a_job_whose_worker_died_is_taken_over_then_failed_with_the_reason(tmp_p
     assert failed.error.startswith("abandoned: the worker running it (gone-host:4242:abc) stopped without "
                                    "finishing, 2 time(s)")
     assert jobs.get(engine, alive).status == "running"
+
+
+def test_identical_concurrent_requests_run_one_study(service):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, url = service
+    request = SMALL | {"seed": 7}
+    before = set(optuna.get_all_study_names(storage=url))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.post("/api/plan", json=request), range(8)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.text for a in answers}) == 1
+    new = set(optuna.get_all_study_names(storage=url)) - before
+    assert new == {answers[0].json()["study_name"]}
+    trials = optuna.load_study(study_name=new.pop(), storage=url).trials
+    assert len(trials) == answers[0].json()["trials"]  # no trial run twice

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
@@ -231,13 +232,35 @@ class PlanService:
         # Plans hold the GIL for much of their time: run them one after another in a worker (scale with
         # --workers), so under load each finishes in turn instead of all finishing late together.
         self.compute_slots = threading.BoundedSemaphore(settings.plans_per_worker)
+        self.inflight: dict[str, Future] = {}
+        self.inflight_lock = threading.Lock()
 
     def plan(self, request, verify: bool = False):
-        from moeplan.planner import Plan, plan
-
+        """The plan: stored, or joined while this worker computes it, or computed here under the study's lease."""
         check_plan_request(request, self.settings, verify)
         request = request.model_copy(update={"storage": self.settings.storage})
         name, key = plan_key(request, verify)
+        with self.inflight_lock:  # identical requests in this worker share one computation (or one wait)
+            future = self.inflight.get(key)
+            leader = future is None
+            if leader:
+                future = self.inflight[key] = Future()
+        if not leader:
+            return future.result()
+        try:
+            result = self._shared_plan(request, verify, name, key)
+            future.set_result(result)
+            return result
+        except BaseException as err:
+            future.set_exception(err)
+            raise
+        finally:
+            with self.inflight_lock:
+                del self.inflight[key]
+
+    def _shared_plan(self, request, verify: bool, name: str, key: str):
+        from moeplan.planner import Plan, plan
+
         deadline = time.monotonic() + self.settings.wait_seconds
         lease, pause = self.settings.job_lease_seconds, 0.05
         while True:
