@@ -26,6 +26,7 @@ from moeplan.serve import db
 from moeplan.serve.settings import Settings
 
 _REQUEST = ConfigDict(frozen=True, extra="forbid")
+MAX_TOLERANCE = 0.03  # as wide as the iso-FLOP figure's band
 MAX_LAYERS = 4096  # the layer-wise counter and HF import walk every layer: more would let one request stall a worker
 
 
@@ -207,6 +208,13 @@ def check_plan_request(request, settings: Settings, verify: bool):
     if not settings.min_flops <= request.compute <= settings.max_flops:
         raise UsageError(f"budget {request.compute:.3g} FLOPs is outside this service's range "
                          f"[{settings.min_flops:.3g}, {settings.max_flops:.3g}]")
+    if request.tolerance > MAX_TOLERANCE:  # the band is kept in memory: a wide one is most of the space
+        raise UsageError(f"tolerance {request.tolerance:g} exceeds this service's limit of {MAX_TOLERANCE:g}")
+    p = request.priors
+    for field, most in (("max_layers", MAX_LAYERS), ("max_d_hidden", 2 ** 18), ("max_experts", 2 ** 16),
+                        ("max_top_k", 1024), ("max_shared", 1024)):  # bounds the space's own construction
+        if getattr(p, field) > most:
+            raise UsageError(f"priors.{field} {getattr(p, field)} exceeds this service's limit of {most}")
     space = Space(request, load_law(request))
     limit = settings.max_verify_space if verify else settings.max_space
     if space.size > limit:
