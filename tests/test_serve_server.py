@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_team import postgres_url  # noqa: F401  (the fixture: a PostgreSQL cluster on loopback)
+
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
@@ -193,7 +195,18 @@ def _running(s: Server, job_id: str, timeout: float = 120) -> dict:
 
 
 def test_a_worker_killed_during_a_fit_job_is_replaced_by_another(server):
-    s = server
+    _kill_during_fit(server)
+
+
+def test_the_same_on_postgresql(postgres_url, tmp_path):  # noqa: F811
+    s = Server(tmp_path, postgres_url, 2, "--job-lease", "3").start()
+    try:
+        _kill_during_fit(s)
+    finally:
+        s.stop()
+
+
+def _kill_during_fit(s: Server) -> None:
     status, job = s.call("POST", "/api/fit", FIT | {"runs": RUNS.read_text(), "bootstrap": 300})
     assert status == 202
     running = _running(s, job["id"])
