@@ -8,9 +8,12 @@ HTTP request and a `--json` command line give the same answer.
 from __future__ import annotations
 
 import hashlib
+import json
+import tempfile
 import threading
 import time
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
@@ -195,11 +198,14 @@ def check_plan_request(request, settings: Settings, verify: bool):
     from moeplan.planner.plan import load_law
     from moeplan.planner.space import Space
 
-    server_side = {"storage": "the server's --storage holds every study", "law_params": "a path on the server",
+    server_side = {"storage": "the server's --storage holds every study",
                    "study_name": "the service names studies by their request"}
     for field, why in server_side.items():
         if getattr(request, field) is not None:
             raise UsageError(f"{field}: not accepted over HTTP ({why})")
+    if request.law_params is not None and not Path(request.law_params).parent == fits_folder():
+        raise UsageError("law_params: over HTTP, name a finished fit job as job:ID (a path on the server is not "
+                         "accepted)")
     if request.workers != 1 or request.resume:
         raise UsageError("workers and resume: not accepted over HTTP (the service runs one worker per plan, and "
                          "a plan another worker left unfinished is resumed automatically)")
@@ -220,6 +226,30 @@ def check_plan_request(request, settings: Settings, verify: bool):
     if space.size > limit:
         raise UsageError(f"the buildable space has {space.size:.3g} configurations, above this service's limit "
                          f"of {limit:.3g}{' for verify' if verify else ''}: narrow the priors or raise the alignments")
+
+
+def fits_folder() -> Path:
+    """Where fit jobs' constants are written for the planner to read (`law_params: "job:ID"`)."""
+    return Path(tempfile.gettempdir()) / "moeplan-serve-fits"
+
+
+def with_fit_constants(request, engine):
+    """`law_params: "job:ID"` -> the request reading that fit job's constants from a file on this host."""
+    from moeplan.files import write_text_atomic
+    from moeplan.serve import jobs
+
+    value = request.law_params
+    if value is None or not value.startswith("job:"):
+        return request
+    job = jobs.get(engine, value.removeprefix("job:"))
+    if job is None or job.kind != "fit":
+        raise UsageError(f"law_params: no fit job {value.removeprefix('job:')!r}")
+    if job.status != "done":
+        raise UsageError(f"law_params: fit job {job.id} is {job.status}, not done")
+    path = fits_folder() / f"fit-{job.id}.json"  # the same path on every host: the same study name
+    if not path.is_file():
+        write_text_atomic(path, json.dumps(job.law_params, indent=2) + "\n", parents=True)
+    return request.model_copy(update={"law_params": str(path)})
 
 
 def plan_key(request, verify: bool) -> tuple[str, str]:
@@ -245,6 +275,14 @@ class PlanService:
 
     def plan(self, request, verify: bool = False):
         """The plan: stored, or joined while this worker computes it, or computed here under the study's lease."""
+        asked = request.law_params
+        request = with_fit_constants(request, self.engine)
+        result = self._plan(request, verify)
+        if asked != request.law_params:  # answer in the client's terms, not the server's file
+            result = result.model_copy(update={"request": result.request.model_copy(update={"law_params": asked})})
+        return result
+
+    def _plan(self, request, verify: bool):
         check_plan_request(request, self.settings, verify)
         request = request.model_copy(update={"storage": self.settings.storage})
         name, key = plan_key(request, verify)
@@ -329,13 +367,14 @@ def study_link(settings: Settings, name: str) -> StudyLink:
 PlotKind = Literal["isoflop", "band", "pareto"]
 
 
-def plan_svg(request, kind: PlotKind, settings: Settings) -> str:
+def plan_svg(request, kind: PlotKind, settings: Settings, engine) -> str:
     """One of `moeplan plan --plot`'s figures, as SVG text."""
     import io
 
     from moeplan.planner.curves import band_points, iso_flop, pareto
     from moeplan.plots import band_figure, iso_flop_figure, pareto_figure
 
+    request = with_fit_constants(request, engine)
     check_plan_request(request, settings, verify=False)
     c = request.compute
     if kind == "isoflop":
