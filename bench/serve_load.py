@@ -150,7 +150,8 @@ def run(storage: str, total: int = 200, distinct: int = 20, workers: int = 4, se
             "p50_s": percentile(latencies, 50), "p99_s": percentile(latencies, 99), "max_s": max(latencies),
             "cached_answer_s": floor, "alone_s": alone[2],
             "identical_answers": all(len(v) == 1 for v in answers.values()) and len(answers) == distinct,
-            "stored_studies": len(studies), "studies_match": sorted(studies) == sorted(p["study_name"] for p in plans.values()),
+            "stored_studies": len(studies),
+            "studies_match": sorted(studies) == sorted(p["study_name"] for p in plans.values()),
             "trials_match": trials_ok,
         }
     finally:

@@ -181,3 +181,12 @@ def test_identical_concurrent_requests_run_one_study(service):
     assert new == {answers[0].json()["study_name"]}
     trials = optuna.load_study(study_name=new.pop(), storage=url).trials
     assert len(trials) == answers[0].json()["trials"]  # no trial run twice
+
+
+def test_serve_without_the_extra_is_one_line(cli, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `moeplan[serve]` were not installed
+    result = cli("serve")
+    assert result.code == 1
+    assert result.err == "moeplan: error: moeplan serve needs FastAPI and uvicorn: pip install 'moeplan[serve]'\n"

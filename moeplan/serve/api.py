@@ -59,7 +59,8 @@ class ArchitectureSource(BaseModel):
     def _few_layers(cls, data):
         """Checked before the nested models are built: building them walks every layer."""
         if isinstance(data, dict):
-            for source, keys in (("architecture", ("n_layers", "n_leading_dense")), ("hf_config", ("num_hidden_layers",))):
+            layer_counts = (("architecture", ("n_layers", "n_leading_dense")), ("hf_config", ("num_hidden_layers",)))
+            for source, keys in layer_counts:
                 fields = data.get(source)
                 for key in keys:
                     value = fields.get(key) if isinstance(fields, dict) else None
