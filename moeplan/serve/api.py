@@ -208,8 +208,8 @@ def check_plan_request(request, settings: Settings, verify: bool):
         raise UsageError("law_params: over HTTP, name a finished fit job as job:ID (a path on the server is not "
                          "accepted)")
     if request.workers != 1 or request.resume:
-        raise UsageError("workers and resume: not accepted over HTTP (the service runs one worker per plan, and "
-                         "a plan another worker left unfinished is resumed automatically)")
+        raise UsageError("workers and resume: not accepted over HTTP (the service runs each plan in one worker; "
+                         "a plan a lost worker left unfinished is computed again, on the same study)")
     if request.trials is not None and request.trials > settings.max_trials:
         raise UsageError(f"trials {request.trials} exceeds this service's limit of {settings.max_trials}")
     if not settings.min_flops <= request.compute <= settings.max_flops:
