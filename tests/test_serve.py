@@ -190,3 +190,15 @@ def test_serve_without_the_extra_is_one_line(cli, monkeypatch):
     result = cli("serve")
     assert result.code == 1
     assert result.err == "moeplan: error: moeplan serve needs FastAPI and uvicorn: pip install 'moeplan[serve]'\n"
+
+
+def test_serve_on_a_taken_port_is_one_line(cli, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", "--port", port, "--storage", f"sqlite:///{tmp_path / 's.db'}")
+    assert result.code == 1
+    assert result.err == f"moeplan: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"
