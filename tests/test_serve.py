@@ -66,11 +66,15 @@ BAD = [  # (endpoint, body, status, words in the one-line message)
     ("/api/plan", {"flops": 1e10}, 400, "outside this service's range"),
     ("/api/plan", {"flops": 1e21, "colour": "red"}, 422, "colour: Extra inputs are not permitted"),
     ("/api/plan", {"flops": 1e21, "storage": "sqlite:////tmp/elsewhere.db"}, 400, "storage: not accepted"),
-    ("/api/plan", {"flops": 1e21, "law_params": "/etc/passwd"}, 400, "law_params: not accepted"),
+    ("/api/plan", {"flops": 1e21, "law_params": "/etc/passwd"}, 400, "law_params: over HTTP, name a finished fit"),
+    ("/api/plan", {"flops": 1e21, "law_params": "job:nope"}, 400, "law_params: no fit job 'nope'"),
     ("/api/plan", {"flops": 1e21, "workers": 64}, 400, "workers and resume"),
     ("/api/plan", {"flops": 1e21, "trials": 100000}, 400, "trials 100000 exceeds"),
     ("/api/plan", {"flops": 1e21, "expert_align": 1, "hidden_align": 1, "d_head": 1, "gqa_group": 1}, 400,
      "configurations, above this service's limit"),
+    ("/api/plan", {"flops": 1e21, "tolerance": 1.0}, 400, "tolerance 1 exceeds this service's limit of 0.03"),
+    ("/api/plan", {"flops": 1e21, "priors": {"max_layers": 10 ** 7, "max_d_hidden": 10 ** 9}}, 400,
+     "priors.max_layers 10000000 exceeds"),
     ("/api/plan", {"gpu_hours": 1e5}, 422, "gpu_hours needs gpu or gpu_flops"),
     ("/api/plan", [1, 2], 422, "valid dictionary"),
     ("/api/count", {"architecture": {"n_layers": 2}}, 422, "architecture.d_hidden: Field required"),
@@ -161,3 +165,40 @@ def test_a_job_whose_worker_died_is_taken_over_then_failed_with_the_reason(tmp_p
     assert failed.error.startswith("abandoned: the worker running it (gone-host:4242:abc) stopped without "
                                    "finishing, 2 time(s)")
     assert jobs.get(engine, alive).status == "running"
+
+
+def test_identical_concurrent_requests_run_one_study(service):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, url = service
+    request = SMALL | {"seed": 7}
+    before = set(optuna.get_all_study_names(storage=url))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.post("/api/plan", json=request), range(8)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.text for a in answers}) == 1
+    new = set(optuna.get_all_study_names(storage=url)) - before
+    assert new == {answers[0].json()["study_name"]}
+    trials = optuna.load_study(study_name=new.pop(), storage=url).trials
+    assert len(trials) == answers[0].json()["trials"]  # no trial run twice
+
+
+def test_serve_without_the_extra_is_one_line(cli, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `moeplan[serve]` were not installed
+    result = cli("serve")
+    assert result.code == 1
+    assert result.err == "moeplan: error: moeplan serve needs FastAPI and uvicorn: pip install 'moeplan[serve]'\n"
+
+
+def test_serve_on_a_taken_port_is_one_line(cli, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", "--port", port, "--storage", f"sqlite:///{tmp_path / 's.db'}")
+    assert result.code == 1
+    assert result.err == f"moeplan: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"

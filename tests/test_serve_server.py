@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_team import postgres_url  # noqa: F401  (the fixture: a PostgreSQL cluster on loopback)
+
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
@@ -193,7 +195,18 @@ def _running(s: Server, job_id: str, timeout: float = 120) -> dict:
 
 
 def test_a_worker_killed_during_a_fit_job_is_replaced_by_another(server):
-    s = server
+    _kill_during_fit(server)
+
+
+def test_the_same_on_postgresql(postgres_url, tmp_path):  # noqa: F811
+    s = Server(tmp_path, postgres_url, 2, "--job-lease", "3").start()
+    try:
+        _kill_during_fit(s)
+    finally:
+        s.stop()
+
+
+def _kill_during_fit(s: Server) -> None:
     status, job = s.call("POST", "/api/fit", FIT | {"runs": RUNS.read_text(), "bootstrap": 300})
     assert status == 202
     running = _running(s, job["id"])
@@ -233,3 +246,33 @@ def test_a_restart_loses_no_job_and_sigterm_lets_a_request_finish(tmp_path):
         assert '"event": "worker stopped"' in second.log.read_text()
     finally:
         second.stop(signal.SIGKILL)
+
+
+def test_plan_with_a_fit_jobs_constants(server, tmp_path):
+    """fit -> plan over HTTP: `law_params: "job:ID"` plans with the job's constants and bootstrap, as
+    `moeplan plan --law-params` does with the `fit --out` file."""
+    import csv
+
+    from moeplan.laws import get_law
+
+    hy = get_law("hy")  # runs at [HY]'s Table 6 design points, losses from the published law
+    with open(ROOT / "tests" / "data" / "hy_table6_configs.csv") as f:
+        rows = list(csv.DictReader(f))
+    lines = ["N,N_a,D,G,S,split,loss"]
+    for r in rows:
+        x = {k: float(r[k]) for k in ("N", "N_a", "D", "G", "S")}
+        lines.append(",".join([*(repr(v) for v in x.values()), r["split"], repr(float(hy.evaluate(**x)))]))
+    status, job = server.call("POST", "/api/fit", {"runs": "\n".join(lines) + "\n", "law": "hy", "starts": 8,
+                                                   "holdout_column": "split", "bootstrap": 8})
+    assert status == 202
+    fit = server.wait_job(job["id"])
+    assert fit["status"] == "done", fit["error"]
+    status, planned = server.call("POST", "/api/plan", SMALL | {"law_params": f"job:{job['id']}"})
+    assert status == 200, planned
+    (tmp_path / "constants.json").write_text(json.dumps(fit["law_params"]))
+    expected = json.loads(cli("plan", *SMALL_ARGS, "--law-params", tmp_path / "constants.json", "--storage",
+                              f"sqlite:///{tmp_path / 'cli.db'}", "--json"))
+    assert planned["request"]["law_params"] == f"job:{job['id']}"
+    for key in ("architecture", "loss", "loss_interval", "law_constants", "tokens", "binding"):
+        assert planned[key] == expected[key], key
+    assert planned["loss_interval"] is not None  # the job's bootstrap samples travelled with its constants

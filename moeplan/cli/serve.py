@@ -51,6 +51,7 @@ def serve_command(
     settings = Settings(storage=storage, token_file=token_file, dashboard_url=dashboard_url, max_body_bytes=max_body,
                         min_flops=min_flops, max_flops=max_flops, max_verify=max_verify, job_lease_seconds=job_lease)
     settings.tokens()  # a missing or empty token file is a one-line error now, not one per worker
+    _check_address(host, port)
     db.connect(settings.storage).dispose()  # likewise an unreachable database; creates the tables once
     os.environ[ENV] = settings.model_dump_json()
     configure_logging()
@@ -59,3 +60,16 @@ def serve_command(
     uvicorn.run("moeplan.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 access_log=False, log_level="warning", timeout_graceful_shutdown=graceful,
                 proxy_headers=True, forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))
+
+
+def _check_address(host: str, port: int) -> None:
+    """One line if the address is taken or not ours, before any worker starts (uvicorn would exit 3)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as err:
+        raise MoeplanError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None

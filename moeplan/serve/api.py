@@ -8,8 +8,12 @@ HTTP request and a `--json` command line give the same answer.
 from __future__ import annotations
 
 import hashlib
+import json
+import tempfile
 import threading
 import time
+from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
@@ -25,6 +29,7 @@ from moeplan.serve import db
 from moeplan.serve.settings import Settings
 
 _REQUEST = ConfigDict(frozen=True, extra="forbid")
+MAX_TOLERANCE = 0.03  # as wide as the iso-FLOP figure's band
 MAX_LAYERS = 4096  # the layer-wise counter and HF import walk every layer: more would let one request stall a worker
 
 
@@ -54,7 +59,8 @@ class ArchitectureSource(BaseModel):
     def _few_layers(cls, data):
         """Checked before the nested models are built: building them walks every layer."""
         if isinstance(data, dict):
-            for source, keys in (("architecture", ("n_layers", "n_leading_dense")), ("hf_config", ("num_hidden_layers",))):
+            layer_counts = (("architecture", ("n_layers", "n_leading_dense")), ("hf_config", ("num_hidden_layers",)))
+            for source, keys in layer_counts:
                 fields = data.get(source)
                 for key in keys:
                     value = fields.get(key) if isinstance(fields, dict) else None
@@ -193,24 +199,58 @@ def check_plan_request(request, settings: Settings, verify: bool):
     from moeplan.planner.plan import load_law
     from moeplan.planner.space import Space
 
-    server_side = {"storage": "the server's --storage holds every study", "law_params": "a path on the server",
+    server_side = {"storage": "the server's --storage holds every study",
                    "study_name": "the service names studies by their request"}
     for field, why in server_side.items():
         if getattr(request, field) is not None:
             raise UsageError(f"{field}: not accepted over HTTP ({why})")
+    if request.law_params is not None and not Path(request.law_params).parent == fits_folder():
+        raise UsageError("law_params: over HTTP, name a finished fit job as job:ID (a path on the server is not "
+                         "accepted)")
     if request.workers != 1 or request.resume:
-        raise UsageError("workers and resume: not accepted over HTTP (the service runs one worker per plan, and "
-                         "a plan another worker left unfinished is resumed automatically)")
+        raise UsageError("workers and resume: not accepted over HTTP (the service runs each plan in one worker; "
+                         "a plan a lost worker left unfinished is computed again, on the same study)")
     if request.trials is not None and request.trials > settings.max_trials:
         raise UsageError(f"trials {request.trials} exceeds this service's limit of {settings.max_trials}")
     if not settings.min_flops <= request.compute <= settings.max_flops:
         raise UsageError(f"budget {request.compute:.3g} FLOPs is outside this service's range "
                          f"[{settings.min_flops:.3g}, {settings.max_flops:.3g}]")
+    if request.tolerance > MAX_TOLERANCE:  # the band is kept in memory: a wide one is most of the space
+        raise UsageError(f"tolerance {request.tolerance:g} exceeds this service's limit of {MAX_TOLERANCE:g}")
+    p = request.priors
+    for field, most in (("max_layers", MAX_LAYERS), ("max_d_hidden", 2 ** 18), ("max_experts", 2 ** 16),
+                        ("max_top_k", 1024), ("max_shared", 1024)):  # bounds the space's own construction
+        if getattr(p, field) > most:
+            raise UsageError(f"priors.{field} {getattr(p, field)} exceeds this service's limit of {most}")
     space = Space(request, load_law(request))
     limit = settings.max_verify_space if verify else settings.max_space
     if space.size > limit:
         raise UsageError(f"the buildable space has {space.size:.3g} configurations, above this service's limit "
                          f"of {limit:.3g}{' for verify' if verify else ''}: narrow the priors or raise the alignments")
+
+
+def fits_folder() -> Path:
+    """Where fit jobs' constants are written for the planner to read (`law_params: "job:ID"`)."""
+    return Path(tempfile.gettempdir()) / "moeplan-serve-fits"
+
+
+def with_fit_constants(request, engine):
+    """`law_params: "job:ID"` -> the request reading that fit job's constants from a file on this host."""
+    from moeplan.files import write_text_atomic
+    from moeplan.serve import jobs
+
+    value = request.law_params
+    if value is None or not value.startswith("job:"):
+        return request
+    job = jobs.get(engine, value.removeprefix("job:"))
+    if job is None or job.kind != "fit":
+        raise UsageError(f"law_params: no fit job {value.removeprefix('job:')!r}")
+    if job.status != "done":
+        raise UsageError(f"law_params: fit job {job.id} is {job.status}, not done")
+    path = fits_folder() / f"fit-{job.id}.json"  # the same path on every host: the same study name
+    if not path.is_file():
+        write_text_atomic(path, json.dumps(job.law_params, indent=2) + "\n", parents=True)
+    return request.model_copy(update={"law_params": str(path)})
 
 
 def plan_key(request, verify: bool) -> tuple[str, str]:
@@ -228,15 +268,48 @@ class PlanService:
     def __init__(self, settings: Settings, engine):
         self.settings, self.engine = settings, engine
         self.verify_slots = threading.BoundedSemaphore(settings.max_verify)
+        # Plans hold the GIL for much of their time: run them one after another in a worker (scale with
+        # --workers), so under load each finishes in turn instead of all finishing late together.
+        self.compute_slots = threading.BoundedSemaphore(settings.plans_per_worker)
+        self.inflight: dict[str, Future] = {}
+        self.inflight_lock = threading.Lock()
 
     def plan(self, request, verify: bool = False):
-        from moeplan.planner import Plan, plan
+        """The plan: stored, or joined while this worker computes it, or computed here under the study's lease."""
+        asked = request.law_params
+        request = with_fit_constants(request, self.engine)
+        result = self._plan(request, verify)
+        if asked != request.law_params:  # answer in the client's terms, not the server's file
+            result = result.model_copy(update={"request": result.request.model_copy(update={"law_params": asked})})
+        return result
 
+    def _plan(self, request, verify: bool):
         check_plan_request(request, self.settings, verify)
         request = request.model_copy(update={"storage": self.settings.storage})
         name, key = plan_key(request, verify)
+        with self.inflight_lock:  # identical requests in this worker share one computation (or one wait)
+            future = self.inflight.get(key)
+            leader = future is None
+            if leader:
+                future = self.inflight[key] = Future()
+        if not leader:
+            return future.result()
+        try:
+            result = self._shared_plan(request, verify, name, key)
+            future.set_result(result)
+            return result
+        except BaseException as err:
+            future.set_exception(err)
+            raise
+        finally:
+            with self.inflight_lock:
+                del self.inflight[key]
+
+    def _shared_plan(self, request, verify: bool, name: str, key: str):
+        from moeplan.planner import Plan, plan
+
         deadline = time.monotonic() + self.settings.wait_seconds
-        lease = self.settings.job_lease_seconds
+        lease, pause = self.settings.job_lease_seconds, 0.05
         while True:
             cached = db.cached_plan(self.engine, key)
             if cached is not None:
@@ -245,7 +318,8 @@ class PlanService:
                 break
             if time.monotonic() > deadline:
                 raise Busy(f"study {name} is still being computed by another worker; retry later")
-            time.sleep(0.1)
+            time.sleep(pause)  # another worker computes this study: wait for its answer, polling less and less
+            pause = min(0.5, pause * 1.5)
         try:
             cached = db.cached_plan(self.engine, key)  # finished between our look and our claim
             if cached is not None:
@@ -253,7 +327,8 @@ class PlanService:
             if verify and not self.verify_slots.acquire(blocking=False):
                 raise TooMany(f"{self.settings.max_verify} verify plan(s) already running on this worker; retry later")
             try:
-                with db.Heartbeat(self.engine, db.leases, db.leases.c.key, name, lease, db.leases.c.owner):
+                with db.Heartbeat(self.engine, db.leases, db.leases.c.key, name, lease, db.leases.c.owner), \
+                        self.compute_slots:
                     result = plan(request, verify=verify)
             finally:
                 if verify:
@@ -293,13 +368,14 @@ def study_link(settings: Settings, name: str) -> StudyLink:
 PlotKind = Literal["isoflop", "band", "pareto"]
 
 
-def plan_svg(request, kind: PlotKind, settings: Settings) -> str:
+def plan_svg(request, kind: PlotKind, settings: Settings, engine) -> str:
     """One of `moeplan plan --plot`'s figures, as SVG text."""
     import io
 
     from moeplan.planner.curves import band_points, iso_flop, pareto
     from moeplan.plots import band_figure, iso_flop_figure, pareto_figure
 
+    request = with_fit_constants(request, engine)
     check_plan_request(request, settings, verify=False)
     c = request.compute
     if kind == "isoflop":

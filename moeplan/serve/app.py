@@ -191,7 +191,7 @@ def create_app(settings: Settings | None = None, run_jobs: bool = True) -> FastA
                  | _errors(*COMMON, json_route=False),
                  response_class=Response, summary="moeplan plan --plot: one figure as SVG")
     def plot_endpoint(kind: api.PlotKind, request: PlanRequest):
-        return Response(api.plan_svg(request, kind, settings), media_type="image/svg+xml")
+        return Response(api.plan_svg(request, kind, settings, engine), media_type="image/svg+xml")
 
     @router.post("/count", response_model=Count, responses=_errors(*COMMON), summary="moeplan count")
     def count_endpoint(request: api.CountRequest):

@@ -84,7 +84,8 @@ def connect(url: str) -> sa.Engine:
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.close()
         else:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+            # a worker's request threads (up to 40) each hold a connection for a few queries at a time
+            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
         for attempt in range(5):
             try:
                 metadata.create_all(engine, checkfirst=True)

@@ -26,6 +26,7 @@ class Settings(BaseModel):
     max_space: PositiveFloat = Field(2e10, description="most configurations in one plan's buildable space")
     max_verify_space: PositiveFloat = Field(2e9, description="most configurations a --verify may enumerate")
     max_verify: PositiveInt = Field(1, description="concurrent --verify plans per worker process; more get 429")
+    plans_per_worker: PositiveInt = Field(1, description="plans one worker process computes at a time")
     max_trials: PositiveInt = Field(200, description="most Optuna trials one plan request may ask for")
     max_budgets: PositiveInt = Field(41, description="most budgets in one frontier job")
     job_lease_seconds: PositiveFloat = Field(15.0, description="a job whose worker sends no heartbeat this long "
