@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import typer
 from pydantic import ValidationError
 from rich.table import Table
@@ -17,6 +18,7 @@ from moeplan.flops.hf import validation_message
 PRIORS = "Shape priors"
 CAPS = "Budget and caps"
 SEARCH = "Search and study"
+DECIDE = "Decisions (docs/decisions.md)"
 
 
 def _opt(*names, help: str, panel: str = CAPS, **kw):
@@ -61,8 +63,19 @@ def plan_command(
     min_tokens_per_param: Annotated[
         float, _opt("--min-tokens-per-param", help="Floor on tokens per total parameter.", panel=PRIORS)] = 20.0,
     objective: Annotated[
-        Literal["loss", "efficient", "pareto"], _opt("--objective", help="loss, efficient or pareto.", panel=SEARCH)
+        Literal["loss", "efficient", "pareto", "cost"],
+        _opt("--objective", help="loss, efficient, pareto (exact fronts) or cost (lifetime FLOPs).", panel=SEARCH)
     ] = "loss",
+    laws: Annotated[str | None, _opt("--laws", help="Compare laws: names or fitted JSON files, comma-separated.",
+                                     panel=DECIDE)] = None,
+    robust: Annotated[bool, _opt("--robust", help="Minimax regret over the bootstrap samples of --law-params.",
+                                 panel=DECIDE)] = False,
+    serve_tokens: Annotated[float | None, _opt("--serve-tokens", help="Tokens served over the model's life.",
+                                               panel=DECIDE)] = None,
+    serve_context: Annotated[int | None, _opt("--serve-context", help="Context of a served token (default seq len).",
+                                              panel=DECIDE)] = None,
+    target_loss: Annotated[float | None, _opt("--target-loss", help="Loss the cost objective must reach.",
+                                              panel=DECIDE)] = None,
     tolerance: Annotated[float, _opt("--tolerance", help="Loss tolerance of the near-optimal band.", panel=SEARCH)] = 0.001,
     trials: Annotated[int | None, _opt("--trials", help="Optuna trials (default: seeds+plan+band).", panel=SEARCH)] = None,
     seed: Annotated[int, _opt("--seed", help="Sampler seed.", panel=SEARCH)] = 0,
@@ -92,7 +105,8 @@ def plan_command(
         convention=convention_option(convention), law=law, law_params=law_params, tensor_parallel=tp,
         expert_parallel=ep, pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
         objective=objective, tolerance=tolerance, trials=trials, seed=seed, storage=storage, study_name=study,
-        workers=workers, resume=resume,
+        workers=workers, resume=resume, laws=_law_list(laws), robust=robust, serve_tokens=serve_tokens,
+        serve_context=serve_context, target_loss=target_loss,
     )
     prior_fields = dict(
         min_layers=min_layers, max_layers=max_layers, min_d_hidden=min_d_hidden, max_d_hidden=max_d_hidden,
@@ -125,6 +139,15 @@ def plan_command(
         stderr.print(f"interrupted: the plan above is complete; the study {result.study_name} keeps its "
                      f"{result.trials} finished trials (continue with --resume)")
         raise typer.Exit(130)
+
+
+def _law_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise UsageError("--laws takes law names or fitted JSON files separated by commas")
+    return names
 
 
 def write_plan_plots(request, path: Path) -> list[Path]:
@@ -189,3 +212,60 @@ def render(p) -> None:
                         f"{c.loss:.4f}")
         stdout.print(alt)
     stdout.print("[dim]assumptions: " + " | ".join(p.assumptions) + "[/dim]")
+    render_decisions(p)
+
+
+def render_decisions(p) -> None:
+    """The robust, lifetime and Pareto sub-models, when the plan has them."""
+    if p.robust is not None:
+        render_robust(p.robust)
+    if p.lifetime is not None:
+        render_lifetime(p.lifetime)
+    if p.pareto is not None:
+        stdout.print(f"pareto: {len(p.pareto.points)} architectures on the exact loss-memory and loss-serving fronts "
+                     f"(serving at context {p.pareto.serve_context}); study {p.pareto.study_name} holds them as "
+                     "trials: moeplan dashboard shows the front")
+
+
+def _cell(x: float) -> str:
+    return "inf" if x == float("inf") else f"{x:.4f}"
+
+
+def render_robust(r) -> None:
+    """Disagreement table: each law's optimum and the minimax design, regret under each law."""
+    many = len(r.laws) > 6  # bootstrap samples: summarise the columns
+    t = Table(title="disagreement: regret of each design (rows) under each law (columns)", title_justify="left",
+              caption=r.disagreement)
+    t.add_column("design", overflow="fold")
+    t.add_column("shape", overflow="fold")
+    columns = ["worst", "median", "95th pct"] if many else r.laws + ["worst"]
+    for col in columns:
+        t.add_column(col, justify="right", no_wrap=True)
+    rows = r.optima if not many else [r.point_estimate]
+    rows = [*rows, r.minimax]
+    for c in rows:
+        if many:
+            cells = [_cell(c.worst_regret), _cell(float(np.median(c.regret))),
+                     _cell(float(np.percentile(c.regret, 95)))]
+        else:
+            cells = [_cell(x) for x in c.regret] + [_cell(c.worst_regret)]
+        t.add_row(c.role, c.design.shape(), *cells)
+    stdout.print(t)
+    certified = "exact over the whole space" if r.exact else "over the union of the laws' near-optimal bands"
+    stdout.print(f"minimax regret {r.minimax.worst_regret:.4f} ({certified}, {r.candidates_considered:,} candidates) "
+                 f"against the point estimate's worst case {r.point_estimate.worst_regret:.4f}")
+
+
+def render_lifetime(life) -> None:
+    """The cheapest design over its life beside the loss-optimal plan trained to the same loss."""
+    t = Table(title=f"lifetime cost: train to loss {life.target_loss:.4f} ({life.target_source}), "
+                    f"serve {human(life.serve_tokens)} tokens at context {life.serve_context}",
+              title_justify="left", caption=f"lifetime FLOPs saved: {life.saving:.1%}")
+    for col in ("design", "shape", "active", "tokens", "train FLOPs", "serve FLOPs/token", "lifetime FLOPs",
+                "KV bytes/token"):
+        t.add_column(col, justify="right" if col not in ("design", "shape") else "left", overflow="fold")
+    for name, c in (("cheapest (cost)", life.cheapest), ("loss plan", life.loss_plan)):
+        t.add_row(name, c.design.shape(), human(c.design.active_params), human(c.design.tokens),
+                  f"{c.train_flops:.4g}", f"{c.serve_flops_per_token:.4g}", f"{c.lifetime_flops:.4g}",
+                  human(c.kv_cache_bytes_per_token))
+    stdout.print(t)

@@ -16,7 +16,10 @@ from moeplan.flops.hf import read_json
 from moeplan.laws import get_law
 from moeplan.laws.model import Extrapolation, Law
 from moeplan.planner.binding import Binding, binding_constraints
+from moeplan.planner.lifetime import Lifetime
+from moeplan.planner.pareto import ParetoFront
 from moeplan.planner.request import PlanRequest
+from moeplan.planner.robust import Robustness
 from moeplan.planner.solve import Band, enumerate_space, solve
 from moeplan.planner.space import AXES, Space
 from moeplan.planner.study import DEFAULT_STORAGE, FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
@@ -98,6 +101,12 @@ class Plan(BaseModel):
     storage: str
     trials: int
     interrupted: bool = Field(False, description="Ctrl-C stopped the study: the plan stands, the study is resumable")
+
+    # decisions (docs/decisions.md): set by --laws/--robust, --objective cost and --objective pareto
+    robust: Robustness | None = None
+    lifetime: Lifetime | None = Field(None, description="objective cost: the cheapest design over its life, "
+                                                        "beside this (loss-optimal) plan trained to the same loss")
+    pareto: ParetoFront | None = None
 
 
 def load_law(request: PlanRequest) -> Law:
@@ -188,9 +197,7 @@ def assumptions(space: Space) -> list[str]:
 def plan(request: PlanRequest, verify: bool = False) -> Plan:
     """The buildable MoE with the lowest predicted loss for `request`, certified exact by construction."""
     law, samples = law_and_samples(request)
-    if law.form != "hy":
-        raise MoeplanError(f"planning needs the [HY] form (hy, or constants fitted to it); law {law.name!r} is for "
-                           "moeplan predict and fit")
+    check_plannable(law)
     space = Space(request, law)
     space.check()
 
@@ -211,8 +218,12 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     proposals = [("seed", _axes(c)) for c in seed_candidates] + [("plan", _axes(best))]
     proposals += [("band", _axes(c)) for c in alternatives]
     multi = request.objective == "pareto"
-    study, interrupted = run_study(space, proposals, request.storage, name, request.trials, request.seed, multi,
-                                   request.workers, request.resume)
+    front = None
+    if multi:  # the exact fronts are the study's trials (docs/decisions.md)
+        front, study, interrupted = _record_pareto(space, name)
+    else:
+        study, interrupted = run_study(space, proposals, request.storage, name, request.trials, request.seed, multi,
+                                       request.workers, request.resume)
 
     certificate = enumerate_space(space, request.tolerance) if verify else None
     arch = space.architecture_of(_axes(best))
@@ -224,7 +235,36 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
              "G": plan_.activated_experts, "S": plan_.shared_ratio}
         losses = [float(law.with_values(s, source="bootstrap").evaluate(**x)) for s in samples]
         plan_ = plan_.model_copy(update={"loss_interval": tuple(np.percentile(losses, [2.5, 97.5]).tolist())})
-    return plan_
+    return plan_.model_copy(update=_decisions(space, best, front))
+
+
+def check_plannable(law: Law) -> None:
+    """Refuse, in one line, a law the planner cannot score architectures with."""
+    if law.form != "hy":
+        raise MoeplanError(f"planning needs the [HY] form (hy, or constants fitted to it); law {law.name!r} is for "
+                           "moeplan predict and fit")
+
+
+def _record_pareto(space: Space, name: str):
+    from moeplan.planner.pareto import pareto_fronts, record_front
+
+    front = pareto_fronts(space)
+    study = record_front(space, front, space.request.storage, name)
+    return front.model_copy(update={"study_name": name}), study, False
+
+
+def _decisions(space: Space, best: Candidate, front) -> dict:
+    """The sub-models of --laws/--robust (robust), objective cost (lifetime) and pareto."""
+    from moeplan.planner.lifetime import lifetime_plan
+    from moeplan.planner.robust import load_laws, robust_plan
+
+    r = space.request
+    out: dict = {"pareto": front}
+    if r.laws or r.robust:
+        out["robust"] = robust_plan(r, load_laws(r))
+    if r.objective == "cost":
+        out["lifetime"] = lifetime_plan(space, _axes(best), best.loss)
+    return out
 
 
 def _axes(c: Candidate) -> dict[str, int]:

@@ -83,7 +83,7 @@ class PlanRequest(BaseModel):
     expert_align: PositiveInt = 64
     priors: Priors = Priors()
 
-    objective: Literal["loss", "efficient", "pareto"] = "loss"
+    objective: Literal["loss", "efficient", "pareto", "cost"] = "loss"
     tolerance: float = Field(0.001, ge=0, description="loss tolerance of the near-optimal band")
     trials: PositiveInt | None = Field(None, description="Optuna trials; default: seeds + optimum + band best")
     seed: int = 0
@@ -91,6 +91,26 @@ class PlanRequest(BaseModel):
     study_name: str | None = None
     workers: PositiveInt = Field(1, description="processes running trials on the study")
     resume: bool = Field(False, description="continue a study whose run was killed")
+
+    # Decisions under uncertainty and lifetime cost (docs/decisions.md)
+    laws: list[str] | None = Field(None, description="laws to compare (names or fitted-constant JSON files)")
+    robust: bool = Field(False, description="plan across the bootstrap samples of law_params (minimax regret)")
+    serve_tokens: float | None = Field(None, ge=0, description="tokens served over the model's life (cost, pareto)")
+    serve_context: PositiveInt | None = Field(None, description="context of a served token; default seq_len")
+    target_loss: PositiveFloat | None = Field(None, description="loss the cost objective must reach")
+
+    @model_validator(mode="after")
+    def _decisions(self) -> PlanRequest:
+        if self.objective == "cost" and self.serve_tokens is None:
+            raise ValueError("objective cost needs serve_tokens (tokens served over the model's life)")
+        if self.target_loss is not None and self.objective != "cost":
+            raise ValueError("target_loss is for objective cost")
+        return self
+
+    @property
+    def context(self) -> int:
+        """Context a served token attends to: serve_context, or the training sequence length."""
+        return self.serve_context or self.seq_len
 
     @model_validator(mode="after")
     def _budget(self) -> PlanRequest:
