@@ -13,6 +13,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
 from moeplan import __version__
+from moeplan.cli.assess import assess_command
 from moeplan.cli.count import count_command
 from moeplan.cli.laws import derive_command, laws_command, leverage_command, predict_command
 from moeplan.cli.dashboard import dashboard_command
@@ -57,6 +58,7 @@ app.command("fit")(fit_command)
 app.command("export")(export_command)
 app.command("frontier")(frontier_command)
 app.command("dashboard")(dashboard_command)
+app.command("assess")(assess_command)
 
 
 def _fail(message: str, code: int) -> None:

@@ -63,7 +63,6 @@ def _label(entry: str) -> str:
 def load_laws(request: PlanRequest) -> list[tuple[str, Law]]:
     """The laws of `--laws` (names, or fitted-constant JSON files) and, with `--robust`, the point estimate and
     bootstrap samples of `--law-params`; the first is the reference (the point estimate)."""
-    from moeplan.flops.hf import read_json
     from moeplan.planner.plan import law_and_samples
 
     laws: list[tuple[str, Law]] = []
@@ -75,13 +74,7 @@ def load_laws(request: PlanRequest) -> list[tuple[str, Law]]:
         laws.append(("fit", law))
         laws += [(f"bootstrap {k + 1}", law.with_values(s, source=f"bootstrap sample {k + 1}"))
                  for k, s in enumerate(samples)]
-    for entry in request.laws or []:
-        if entry.endswith(".json"):
-            name = read_json(entry).get("law", request.law)
-            law = law_and_samples(request.model_copy(update={"law": name, "law_params": entry}))[0]
-        else:
-            law = law_and_samples(request.model_copy(update={"law": entry, "law_params": None}))[0]
-        laws.append((_label(entry), law))
+    laws += [law_from_entry(request, entry) for entry in request.laws or []]
     labels = [label for label, _ in laws]
     if len(set(labels)) != len(labels):
         raise MoeplanError(f"--laws names a law twice: {', '.join(labels)}")
@@ -89,6 +82,17 @@ def load_laws(request: PlanRequest) -> list[tuple[str, Law]]:
         raise MoeplanError("robust planning compares at least two laws: --laws hy,OTHER (or --robust with a fit's "
                            "bootstrap samples)")
     return laws
+
+
+def law_from_entry(request: PlanRequest, entry: str) -> tuple[str, Law]:
+    """(label, law) of one `--laws` entry: a law name, or a fitted-constants JSON file (its stem labels it)."""
+    from moeplan.flops.hf import read_json
+    from moeplan.planner.plan import law_and_samples
+
+    if entry.endswith(".json"):
+        name = read_json(entry).get("law", request.law)
+        return _label(entry), law_and_samples(request.model_copy(update={"law": name, "law_params": entry}))[0]
+    return entry, law_and_samples(request.model_copy(update={"law": entry, "law_params": None}))[0]
 
 
 def plannable_space(request: PlanRequest, label: str, law: Law) -> Space:
