@@ -29,7 +29,6 @@ from moeplan.planner.space import AXES, Space
 
 OBJECTIVES = ("predicted_loss", "total_params", "serve_flops_per_token")
 FRONTS = {"memory": (0, 1), "serving": (0, 2)}  # each front: loss against one cost (columns of OBJECTIVES)
-_CHUNK = 1 << 22  # box x front comparisons per numpy call
 
 
 class FrontPoint(BaseModel):
@@ -54,34 +53,23 @@ class ParetoFront(BaseModel):
 
 
 def dominated(vectors: np.ndarray, front: np.ndarray) -> np.ndarray:
-    """Mask of rows of `vectors` weakly dominated by some row of `front` (every objective <=)."""
-    out = np.zeros(len(vectors), dtype=bool)
-    if len(front) == 0 or len(vectors) == 0:
-        return out
-    step = max(1, _CHUNK // len(front))
-    for start in range(0, len(vectors), step):
-        v = vectors[start:start + step]
-        out[start:start + step] = (front[None, :, :] <= v[:, None, :]).all(axis=2).any(axis=1)
-    return out
+    """Mask of rows (a, b) of `vectors` weakly dominated by a row of `front`: some front point has a' <= a and
+    b' <= b, i.e. the least b' among front points with a' <= a is <= b (a sorted staircase: O(n log m))."""
+    if len(front) == 0:
+        return np.zeros(len(vectors), dtype=bool)
+    order = np.argsort(front[:, 0], kind="stable")
+    least_b = np.minimum.accumulate(front[order, 1])
+    upto = np.searchsorted(front[order, 0], vectors[:, 0], side="right")
+    return (upto > 0) & (least_b[np.maximum(upto - 1, 0)] <= vectors[:, 1])
 
 
 def non_dominated(vectors: np.ndarray) -> np.ndarray:
-    """Indices of the rows no other row weakly dominates (of equal rows, the first)."""
-    order = np.lexsort(vectors.T[::-1])  # by the first objective, then the next, ...
-    keep: list[int] = []
-    kept = np.empty((0, vectors.shape[1]))
-    for start in range(0, len(order), 4096):  # rows in order: a row can only be dominated by earlier ones
-        block = order[start:start + 4096]
-        v = vectors[block]
-        mask = ~dominated(v, kept)
-        # within the block, compare with the earlier rows of the block
-        inner = (v[None, :, :] <= v[:, None, :]).all(axis=2)
-        inner &= np.tri(len(v), k=-1, dtype=bool)
-        mask &= ~inner.any(axis=1)
-        survivors = block[mask]
-        keep += survivors.tolist()
-        kept = np.concatenate([kept, vectors[survivors]])
-    return np.array(keep, dtype=np.int64)
+    """Indices of the rows (a, b) no other row weakly dominates (of equal rows, the first): sorted by a then b,
+    a row survives if its b is below every earlier row's."""
+    order = np.lexsort((vectors[:, 1], vectors[:, 0]))
+    b = vectors[order, 1]
+    earlier = np.concatenate([[np.inf], np.minimum.accumulate(b)[:-1]])
+    return np.sort(order[b < earlier])
 
 
 def _objectives(space: Space, values: dict, ev, loss=None) -> np.ndarray:
@@ -95,8 +83,8 @@ def pareto_fronts(space: Space) -> ParetoFront:
     return _front(space, fronts)
 
 
-def exact_front(space: Space, columns=(0, 1, 2)) -> tuple[dict[str, np.ndarray], int]:
-    """Axes of the exact front of `space` in the objectives `columns` (of OBJECTIVES), and boxes evaluated."""
+def exact_front(space: Space, columns=(0, 1)) -> tuple[dict[str, np.ndarray], int]:
+    """Axes of the exact front of `space` in two objectives `columns` (of OBJECTIVES), and boxes evaluated."""
     if not bound_is_valid(space):
         return enumerated_front(space, columns)
     columns = list(columns)
@@ -133,7 +121,7 @@ def exact_front(space: Space, columns=(0, 1, 2)) -> tuple[dict[str, np.ndarray],
     return front_axes, evaluated
 
 
-def enumerated_front(space: Space, columns=(0, 1, 2)) -> tuple[dict[str, np.ndarray], int]:
+def enumerated_front(space: Space, columns=(0, 1)) -> tuple[dict[str, np.ndarray], int]:
     """The front by brute force: every point of the space evaluated (the certificate, and laws without a bound)."""
     band = enumerate_space(space, np.inf)
     values = space.values(band.pair, band.combo, band.j, band.i)
