@@ -261,11 +261,17 @@ def render_lifetime(life) -> None:
     t = Table(title=f"lifetime cost: train to loss {life.target_loss:.4f} ({life.target_source}), "
                     f"serve {human(life.serve_tokens)} tokens at context {life.serve_context}",
               title_justify="left", caption=f"lifetime FLOPs saved: {life.saving:.1%}")
-    for col in ("design", "shape", "active", "tokens", "train FLOPs", "serve FLOPs/token", "lifetime FLOPs",
-                "KV bytes/token"):
-        t.add_column(col, justify="right" if col not in ("design", "shape") else "left", overflow="fold")
-    for name, c in (("cheapest (cost)", life.cheapest), ("loss plan", life.loss_plan)):
-        t.add_row(name, c.design.shape(), human(c.design.active_params), human(c.design.tokens),
-                  f"{c.train_flops:.4g}", f"{c.serve_flops_per_token:.4g}", f"{c.lifetime_flops:.4g}",
-                  human(c.kv_cache_bytes_per_token))
+    t.add_column("")
+    t.add_column("cheapest (cost)", justify="right", no_wrap=True)
+    t.add_column("loss plan", justify="right", no_wrap=True)
+    cheap, plan = life.cheapest, life.loss_plan
+    rows = (("shape", lambda c: c.design.shape()), ("active params", lambda c: human(c.design.active_params)),
+            ("total params", lambda c: human(c.design.total_params)), ("tokens", lambda c: human(c.design.tokens)),
+            ("predicted loss", lambda c: f"{c.design.loss:.4f}"), ("train FLOPs", lambda c: f"{c.train_flops:.4g}"),
+            ("serve FLOPs/token", lambda c: f"{c.serve_flops_per_token:.4g}"),
+            ("serve FLOPs", lambda c: f"{c.serve_flops:.4g}"),
+            ("lifetime FLOPs", lambda c: f"[bold]{c.lifetime_flops:.4g}[/bold]"),
+            ("KV cache bytes/token", lambda c: human(c.kv_cache_bytes_per_token)))
+    for name, cell in rows:
+        t.add_row(name, cell(cheap), cell(plan))
     stdout.print(t)

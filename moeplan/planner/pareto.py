@@ -161,7 +161,10 @@ def record_front(space: Space, front: ParetoFront, storage_url: str | None, name
     try:
         study = optuna.create_study(storage=storage, study_name=name, directions=["minimize"] * 3)
     except optuna.exceptions.DuplicatedStudyError:
-        raise MoeplanError(f"study {name!r} already exists; give another --study") from None
+        study = optuna.load_study(study_name=name, storage=storage)
+        if study.user_attrs.get("front") and study.user_attrs.get("request") == space.request.model_dump(mode="json"):
+            return study  # the same request made it: the front is already there
+        raise MoeplanError(f"study {name!r} already exists and holds something else; give another --study") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
