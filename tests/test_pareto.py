@@ -70,8 +70,9 @@ def test_dominance_helpers_against_pairwise_definition():
 
 def test_plan_pareto_records_the_front_as_a_study(cli, tmp_path):
     storage = f"sqlite:///{tmp_path}/front.db"
-    args = ["plan", "--flops", "1e21", "--max-d-hidden", "2048", "--max-layers", "32", "--max-experts", "32",
-            "--max-top-k", "4", "--max-shared", "1", "--objective", "pareto", "--storage", storage]
+    small = ["plan", "--flops", "1e20", "--max-d-hidden", "1024", "--max-layers", "16", "--max-experts", "16",
+             "--max-top-k", "2", "--max-shared", "1", "--objective", "pareto"]
+    args = [*small, "--storage", storage]
     data = cli(*args, "--study", "front", "--json").json()
     points = data["pareto"]["points"]
     assert points and data["pareto"]["study_name"] == "front"
@@ -81,7 +82,7 @@ def test_plan_pareto_records_the_front_as_a_study(cli, tmp_path):
     # what optuna-dashboard draws as the Pareto front: every trial is on it
     assert len(study.best_trials) == len(points)
     assert len(data["pareto_front"]) == len(points)
-    text = cli(*args, "--study", "front-2")
+    text = cli(*small, "--storage", ":memory:")
     assert text.code == 0 and "pareto:" in text.out
     again = cli(*args, "--study", "front")  # the same request again: the recorded front is reused
     assert again.code == 0 and len(optuna.load_study(study_name="front", storage=storage).trials) == len(points)
