@@ -105,6 +105,8 @@ class PlanRequest(BaseModel):
             raise ValueError("objective cost needs serve_tokens (tokens served over the model's life)")
         if self.target_loss is not None and self.objective != "cost":
             raise ValueError("target_loss is for objective cost")
+        if self.objective == "pareto" and self.trials is not None:
+            raise ValueError("objective pareto records the exact fronts as the study's trials: trials is not used")
         return self
 
     @property
