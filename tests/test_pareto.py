@@ -89,3 +89,8 @@ def test_plan_pareto_records_the_front_as_a_study(cli, tmp_path):
     other = cli(*args, "--study", "front", "--seq-len", "2048")
     assert other.code == 1 and "holds something else" in other.err
     assert len(optuna.load_study(study_name="front", storage=storage).trials) == len(points)  # untouched
+
+
+def test_pareto_refuses_trials(cli):
+    result = cli("plan", "--flops", "1e21", "--objective", "pareto", "--trials", "50", "--storage", ":memory:")
+    assert result.code == 2 and "trials is not used" in result.err and len(result.err.strip().splitlines()) == 1

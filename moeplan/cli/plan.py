@@ -228,7 +228,14 @@ def render_decisions(p) -> None:
 
 
 def _cell(x: float) -> str:
-    return "inf" if x == float("inf") else f"{x:.4f}"
+    """A regret: 0 exactly, else three significant digits (regrets span 1e-6 to 1e-1 nats)."""
+    return "inf" if x == float("inf") else ("0" if x == 0 else f"{x:.3g}")
+
+
+def _role(role: str) -> str:
+    head, _, names = role.partition(" of ")
+    names = names.split(", ")
+    return role if len(names) <= 3 else f"{head} of {', '.join(names[:2])} and {len(names) - 2} more"
 
 
 def render_robust(r) -> None:
@@ -249,11 +256,11 @@ def render_robust(r) -> None:
                      _cell(float(np.percentile(c.regret, 95)))]
         else:
             cells = [_cell(x) for x in c.regret] + [_cell(c.worst_regret)]
-        t.add_row(c.role, c.design.shape(), *cells)
+        t.add_row(_role(c.role), c.design.shape(), *cells)
     stdout.print(t)
     certified = "exact over the whole space" if r.exact else "over the union of the laws' near-optimal bands"
-    stdout.print(f"minimax regret {r.minimax.worst_regret:.4f} ({certified}, {r.candidates_considered:,} candidates) "
-                 f"against the point estimate's worst case {r.point_estimate.worst_regret:.4f}")
+    stdout.print(f"minimax regret {_cell(r.minimax.worst_regret)} ({certified}, {r.candidates_considered:,} "
+                 f"candidates) against the point estimate's worst case {_cell(r.point_estimate.worst_regret)}")
 
 
 def render_lifetime(life) -> None:

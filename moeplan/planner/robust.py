@@ -202,6 +202,6 @@ def _disagreement(request: PlanRequest, labels: list[str], rows: list[RobustCand
     budget = f"{request.compute:.3g} FLOPs"
     if worst.worst_regret <= 0:
         return f"the {len(labels)} laws agree at {budget}: one design is optimal under all of them"
-    return (f"the {len(labels)} laws disagree at {budget} by up to {worst.worst_regret:.4f} in loss "
-            f"({worst.role} under {worst.worst_law}); the minimax design loses at most "
-            f"{minimax.worst_regret:.4f} (under {minimax.worst_law})")
+    return (f"the {len(labels)} laws disagree at {budget} by up to {worst.worst_regret:.3g} in loss "
+            f"(the {worst.role.split(', ')[0]} under {worst.worst_law}); the minimax design loses at most "
+            f"{minimax.worst_regret:.3g} (under {minimax.worst_law})")
