@@ -15,7 +15,7 @@ from moeplan.planner.designs import band_axes
 from moeplan.planner.lifetime import (cheapest_design, kv_cache_bytes_per_token, lifetime_cost, lifetime_plan,
                                       serve_flops_per_token, tokens_to_reach)
 from moeplan.planner.solve import enumerate_space, solve
-from moeplan.planner.space import AXES, Space
+from moeplan.planner.space import Space
 from tests.conftest import DATA
 from tests.hf_configs import hf_config
 

@@ -25,7 +25,6 @@ from moeplan.flops import formulas as f
 from moeplan.flops.conventions import Convention
 from moeplan.flops.vectorised import count_arrays
 from moeplan.planner.designs import Design, summarise
-from moeplan.planner.request import PlanRequest
 from moeplan.planner.solve import bound_is_valid, initial_boxes, lower_bound
 from moeplan.planner.space import AXES, Space
 

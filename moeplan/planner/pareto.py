@@ -152,7 +152,7 @@ def record_front(space: Space, front: ParetoFront, storage_url: str | None, name
     """A three-objective study whose trials are the front (optuna-dashboard draws its Pareto-front plot)."""
     import optuna
 
-    from moeplan.planner.study import describe, distributions, open_storage
+    from moeplan.planner.study import distributions, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(storage_url)
@@ -173,12 +173,16 @@ def record_front(space: Space, front: ParetoFront, storage_url: str | None, name
         study.set_user_attr("law", space.law.name)
         study.set_user_attr("front", "exact: every trial is a non-dominated architecture of the whole space")
         trials = []
-        for p in front.points:
-            attrs = describe(space, p.design.axes) | {"role": "front", "violated": []}
-            attrs.pop("loss")
+        for p in front.points:  # attributes from the vectorised counts (equal to the layer-wise counter's)
+            d = p.design
+            g = d.top_k + d.n_shared_experts
+            attrs = {"role": "front", "fronts": p.fronts, "violated": [], "total_params": d.total_params,
+                     "active_params": d.active_params, "law_N": d.law_N, "law_N_a": d.law_N_a, "tokens": d.tokens,
+                     "train_flops_per_token": d.train_flops_per_token, "activated_experts_G": g,
+                     "shared_ratio_S": d.n_shared_experts / g, "tokens_per_param": d.tokens / d.total_params}
             trials.append(optuna.trial.create_trial(
-                params=p.design.axes, distributions=dists, user_attrs=attrs,
-                values=[p.design.loss, float(p.design.total_params), p.serve_flops_per_token]))
+                params=d.axes, distributions=dists, user_attrs=attrs,
+                values=[d.loss, float(d.total_params), p.serve_flops_per_token]))
         study.add_trials(trials)
     except BaseException:
         optuna.delete_study(study_name=name, storage=storage)  # never leave a half-written study
