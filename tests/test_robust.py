@@ -112,9 +112,17 @@ def _ludziejewski_or_skip():
         pytest.skip(f"the planner does not accept ludziejewski yet: {err}")
 
 
-def test_hy_against_ludziejewski(cli):
+SMALL_FLAGS = ["--max-d-hidden", "2048", "--max-layers", "32", "--max-experts", "32", "--max-top-k", "6",
+               "--max-shared", "2"]
+
+
+@pytest.mark.parametrize("space", [
+    pytest.param(SMALL_FLAGS, id="small-space"),
+    pytest.param([], id="default-space", marks=pytest.mark.slow),  # enumerates if the law has no box bound
+])
+def test_hy_against_ludziejewski(cli, space):
     _ludziejewski_or_skip()
-    args = ["plan", "--flops", "1e22", "--laws", "hy,ludziejewski", "--storage", ":memory:"]
+    args = ["plan", "--flops", "1e22", "--laws", "hy,ludziejewski", "--storage", ":memory:", *space]
     data = cli(*args, "--json").json()
     robust = data["robust"]
     assert robust["laws"] == ["hy", "ludziejewski"]
