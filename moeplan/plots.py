@@ -20,6 +20,14 @@ def _figure(width: float = 7.0, height: float = 4.5, ncols: int = 1):
     return fig, fig.subplots(1, ncols) if ncols > 1 else fig.add_subplot()
 
 
+def _label_minor_ticks(axis) -> None:
+    """Label 2x and 5x between the decades too: a log axis that names only 10^k is hard to read off."""
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator
+
+    axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+    axis.set_minor_formatter(LogFormatterSciNotation(base=10, labelOnlyBase=False, minor_thresholds=(3, 1)))
+
+
 def _finish(ax, xlabel: str, ylabel: str, title: str, legend: bool = False) -> None:
     """Log x axis, labels with units, a light grid: what every moeplan figure shares."""
     ax.set_xscale("log")
@@ -35,8 +43,9 @@ LOSS = "predicted loss (nats/token)"
 
 
 def frontier_figure(front) -> object:
-    """Predicted loss against compute along the planned frontier; the law's fitted compute range shaded."""
-    fig, ax = _figure()
+    """Left: predicted loss against compute along the planned frontier, the law's fitted compute range shaded.
+    Right: what to build at each budget: total N, activated N_a (non-embedding) and tokens D against compute."""
+    fig, (ax, sizes) = _figure(width=12.0, ncols=2)
     pts = [p for p in front.points if p.feasible]
     c = np.array([p.compute for p in pts])
     loss = np.array([p.loss for p in pts])
@@ -46,8 +55,16 @@ def frontier_figure(front) -> object:
     ax.scatter(c[extrapolated], loss[extrapolated], facecolor="white", edgecolor="tab:red", zorder=3,
                label="extrapolated")
     if front.fitted_compute:
-        ax.axvspan(*front.fitted_compute, color="tab:green", alpha=0.12, label="fitted compute range (6·N_a·D)")
+        for a in (ax, sizes):
+            a.axvspan(*front.fitted_compute, color="tab:green", alpha=0.12, label="fitted compute range (6·N_a·D)")
     _finish(ax, "training compute C (FLOPs)", LOSS, "Compute-optimal MoE frontier", legend=True)
+    for values, label, colour in (([p.law_N for p in pts], "total parameters N (non-embedding)", "tab:purple"),
+                                  ([p.law_N_a for p in pts], "activated parameters N_a (non-embedding)", "tab:blue"),
+                                  ([p.tokens for p in pts], "training tokens D", "tab:orange")):
+        sizes.plot(c, values, marker="o", ms=3, lw=1.5, color=colour, label=label)
+    sizes.set_yscale("log")
+    _finish(sizes, "training compute C (FLOPs)", "count (parameters or tokens)", "What to build: N, N_a and D",
+            legend=True)
     return fig
 
 
@@ -59,40 +76,55 @@ def iso_flop_figure(curves) -> object:
         ax.scatter([curve["best_n_a"]], [curve["best_loss"]], marker="*", s=120, color=line.get_color(), zorder=3)
     _finish(ax, "activated parameters N_a (non-embedding)", LOSS,
             "Iso-FLOP curves (best buildable configuration per N_a; * = optimum)", legend=True)
+    _label_minor_ticks(ax.xaxis)
     return fig
 
 
-def band_figure(band) -> object:
-    """The near-optimal band in the (N_a/N, G) plane, coloured by loss."""
+def band_figure(band, plan=None) -> object:
+    """The near-optimal band in the (N_a/N in %, G) plane, coloured by loss; the chosen plan marked."""
     fig, ax = _figure()
-    sc = ax.scatter(band["ratio"], band["G"], c=band["loss"], cmap="viridis", s=14)
+    sc = ax.scatter(100 * np.asarray(band["ratio"]), band["G"], c=band["loss"], cmap="viridis", s=14)
     fig.colorbar(sc, ax=ax, label=LOSS)
-    from matplotlib.ticker import MaxNLocator
+    if plan is not None:
+        ratio = plan.active.without_embeddings / plan.total.without_embeddings
+        ax.scatter([100 * ratio], [plan.activated_experts], marker="*", s=220, facecolor="tab:red",
+                   edgecolor="black", zorder=4, label=f"the plan (loss {plan.loss:.4f})")
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    _finish(ax, "activation ratio N_a/N", "activated experts G = top_k + shared",
-            f"Near-optimal band: {len(band['loss'])} configurations within {band['tolerance']:g}")
+    _finish(ax, "activation ratio N_a/N (non-embedding, %)", "activated experts G = top_k + shared",
+            f"Near-optimal band: {len(band['loss']):,} configurations within {band['tolerance']:g}",
+            legend=plan is not None)
+    ax.xaxis.set_major_formatter(PercentFormatter(decimals=None))
+    ax.xaxis.set_minor_formatter(PercentFormatter(decimals=None))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
-def pareto_figure(front) -> object:
-    """Best predicted loss against total parameters (the exact Pareto front, swept over caps)."""
+def pareto_figure(front, bytes_per_param: float = 2.0) -> object:
+    """Best predicted loss against weight memory (the exact loss-versus-size front, swept over parameter caps)."""
     fig, ax = _figure()
-    ax.plot(front["total_params"], front["loss"], marker="o", color="tab:purple")
-    _finish(ax, "total parameters (all)", LOSS, "Pareto front: loss against total parameters")
+    gb = np.asarray(front["total_params"], dtype=float) * bytes_per_param / 1e9
+    ax.plot(gb, front["loss"], marker="o", color="tab:purple")
+    _finish(ax, f"weight memory (GB at {bytes_per_param:g} bytes per parameter, all parameters)", LOSS,
+            "Best loss under a memory cap")
+    _label_minor_ticks(ax.xaxis)
     return fig
 
 
-def save(fig, path: Path) -> Path:
-    """Save as PNG or SVG (by suffix), atomically: never a half-written image."""
+FORMATS = ("png", "svg")
+
+
+def save(fig, path: Path, dpi: int = 120, force: bool = True) -> Path:
+    """Save as PNG or SVG (by suffix), atomically: never a half-written image, nor a replaced one without
+    `force`. Commands check the path first (moeplan.files.check_output), before any work."""
     from moeplan.files import write_atomic
 
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
-    if suffix not in ("png", "svg"):
+    if suffix not in FORMATS:
         raise MoeplanError(f"{path}: plots are written as .png or .svg")
-    return write_atomic(path, lambda tmp: fig.savefig(tmp, format=suffix, dpi=120), suffix=f".{suffix}",
-                        parents=True)
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format=suffix, dpi=dpi), suffix=f".{suffix}",
+                        parents=True, force=force)
 
 
 def with_suffix(path: Path, name: str) -> Path:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs with no example database: a failure found once is not replayed into later, unrelated runs, and
+# nothing is written into the checkout (.hypothesis/). Locally the database keeps replaying found failures.
+settings.register_profile("ci", database=None, print_blob=True)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    settings.load_profile("ci")
 
 DATA = Path(__file__).parent / "data"
 

@@ -48,12 +48,14 @@ def test_assess_every_fixture_model(cli, tmp_path, name):
 
 
 def test_disagreements_in_words():
-    """gpt-oss-20b routes to 4 experts, no shared: [HY] would activate more, with shared ones (G* = 6.78)."""
+    """gpt-oss-20b routes to 4 experts: [HY] would activate 6 (G* = 6.78), still without shared experts, which
+    its family (transformers' gpt_oss) does not have; its sparsity N/N_a is said too."""
     a = from_hf_config(hf_config("gpt-oss-20b", FIXTURES["gpt-oss-20b"]))
     result = assess(a, 1e12, [("hy", HY)], "gpt-oss-20b")
     words = result.laws[0].disagreements
-    assert words[0].startswith("top-k 4: G = 4 against G = ") and "G* = 6.78" in words[0]
-    assert any(w.startswith("shared share S = 0.00 against") for w in words)
+    assert words[0] == "top-k 4: G = 4 against G = 6 (top-k 6); the law's unconstrained G* = 6.78"
+    assert result.laws[0].optimum.n_shared_experts == 0
+    assert any(w.startswith("total/active N/N_a = 6.52 against") for w in words)
 
 
 def test_the_law_optimum_assessed_has_zero_regret(cli, tmp_path):

@@ -184,3 +184,31 @@ def test_batch_counted_when_only_the_combined_maxima_would_overflow():
     for i, arch in enumerate(archs):
         assert vec.train_flops_per_token[i] == count(arch).train_flops_per_token
         assert vec.total["all"][i] == count(arch).total.all
+
+
+# A model whose 6·N_a·seq passes 2**53: float(6·N_a·seq) / seq rounded twice and moved with seq (issue 16).
+BIG = Architecture(n_layers=61, d_hidden=7167, n_heads=127, n_kv_heads=1, d_head=129, d_expert=2055,
+                   n_experts=257, top_k=63, n_shared_experts=1, vocab_size=129281, seq_len=14495)
+
+
+@pytest.mark.parametrize("seq_len", [14495, 14496, 131071])
+def test_6n_is_exactly_six_active_non_embedding_parameters_at_any_seq(seq_len):
+    arch = BIG.model_copy(update={"seq_len": seq_len})
+    c = count(arch, Convention.SIX_N)
+    assert 6 * c.active.without_embeddings * seq_len > 2**53  # the case that rounded twice
+    assert c.train_flops_per_token == 6 * c.active.without_embeddings
+    assert count_arrays(arch, Convention.SIX_N).train_flops_per_token[()] == 6 * c.active.without_embeddings
+
+
+@settings(max_examples=200, deadline=None)
+@given(per_seq=st.integers(2**36, 2**45), seq=st.integers(1, 131072), rest=st.integers(0, 131071))
+def test_per_token_is_exact_on_multiples_and_monotone(per_seq, seq, rest):
+    """`6n`-style numerators (a multiple of seq) divide exactly; more FLOPs never lower FLOPs per token; the
+    layer-wise (Python int) and vectorised (int64) paths agree."""
+    from moeplan.flops.count import per_token
+
+    x = per_seq * seq
+    assert per_token(x, seq) == per_seq
+    rest %= seq
+    assert per_token(x + rest, seq) >= per_token(x, seq)
+    assert per_token(x + rest, seq) == float(per_token(np.int64(x + rest), np.int64(seq)))

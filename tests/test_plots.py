@@ -42,9 +42,10 @@ def test_each_figure_renders_with_labels_and_units(front, tmp_path, suffix):
         "frontier": (frontier_figure(front), "training compute C (FLOPs)", "predicted loss (nats/token)"),
         "isoflop": (iso_flop_figure(iso_flop(REQUEST, [1e20, 1e21])), "activated parameters N_a (non-embedding)",
                     "predicted loss (nats/token)"),
-        "band": (band_figure(band_points(REQUEST.model_copy(update={"tolerance": 0.005}))), "activation ratio N_a/N",
-                 "activated experts G = top_k + shared"),
-        "pareto": (pareto_figure(pareto(REQUEST, caps=5)), "total parameters (all)", "predicted loss (nats/token)"),
+        "band": (band_figure(band_points(REQUEST.model_copy(update={"tolerance": 0.005}))),
+                 "activation ratio N_a/N (non-embedding, %)", "activated experts G = top_k + shared"),
+        "pareto": (pareto_figure(pareto(REQUEST, caps=5)),
+                   "weight memory (GB at 2 bytes per parameter, all parameters)", "predicted loss (nats/token)"),
     }
     for name, (fig, xlabel, ylabel) in figures.items():
         ax = fig.axes[0]
@@ -87,7 +88,7 @@ def test_plan_plot_writes_three_figures(cli, tmp_path):
     ("args", "code", "message"),
     [(("--from", "1e20", "--to", "1e19"), 1, "must be positive and at most --to"),
      (("--from", "-5"), 2, "flops: Input should be greater than 0"),
-     (("--plot", "x.jpg", "--from", "1e20", "--to", "1e20"), 1, "plots are written as .png or .svg")],
+     (("--plot", "x.jpg", "--from", "1e20", "--to", "1e20"), 2, "plots are written as .png or .svg")],
 )
 def test_bad_frontier_input(cli, tmp_path, args, code, message):
     out = cli("frontier", *args)

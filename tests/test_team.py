@@ -23,7 +23,7 @@ import optuna
 import pytest
 
 from moeplan.planner import PlanRequest, Priors, plan
-from moeplan.planner.study import open_storage
+from moeplan.store import open_storage
 
 SMALL = ["--flops", "1e21", "--max-d-hidden", "2048", "--max-experts", "64", "--max-top-k", "8", "--max-shared", "2"]
 REFERENCE = PlanRequest(flops=1e21, priors=Priors(max_d_hidden=2048, max_experts=64, max_top_k=8, max_shared=2),
@@ -167,9 +167,8 @@ def test_ctrl_c_prints_the_plan_and_exits_130(tmp_path, reference):
     assert len(finished(url, "stop")) >= 20  # kept for --resume
 
 
-def test_dashboard_serves_the_study(tmp_path, reference):
-    url = f"sqlite:///{tmp_path / 'studies.db'}"
-    planned = plan(REFERENCE.model_copy(update={"storage": url}))
+def dashboard_detail(url: str, name: str) -> dict:
+    """The study as optuna-dashboard's HTTP API serves it (the data its pages draw)."""
     port = free_port()
     server = moeplan("dashboard", "--storage", url, "--port", port)
     try:
@@ -181,17 +180,35 @@ def test_dashboard_serves_the_study(tmp_path, reference):
             except OSError:
                 time.sleep(0.3)
         assert studies is not None, server.stderr.read() if server.poll() is not None else "no answer"
-        (entry,) = [s for s in studies if s["study_name"] == planned.study_name]
+        (entry,) = [s for s in studies if s["study_name"] == name]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{entry['study_id']}", timeout=10) as resp:
-            detail = json.loads(resp.read())
-        assert len(detail["trials"]) == planned.trials
-        params = [{p["name"]: p["param_external_value"] for p in t["params"]} for t in detail["trials"]]
-        arch = planned.architecture
-        assert {k: str(getattr(arch, k)) for k in params[0]} in params  # the API serialises values as text
-        assert detail["objective_names"] == ["predicted_loss"]  # set_metric_names, as the dashboard names it
+            return json.loads(resp.read())
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_dashboard_serves_the_study(tmp_path, reference):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    planned = plan(REFERENCE.model_copy(update={"storage": url}))
+    detail = dashboard_detail(url, planned.study_name)
+    assert len(detail["trials"]) == planned.trials
+    params = [{p["name"]: p["param_external_value"] for p in t["params"]} for t in detail["trials"]]
+    arch = planned.architecture
+    assert {k: str(getattr(arch, k)) for k in params[0]} in params  # the API serialises values as text
+    assert detail["objective_names"] == ["predicted_loss"]  # set_metric_names, as the dashboard names it
+
+
+def test_dashboard_shows_infeasible_trials_as_infeasible(tmp_path):
+    """optuna-dashboard marks a trial feasible when every entry of its `constraints` list is <= 0."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    planned = plan(REFERENCE.model_copy(update={"storage": url, "trials": 60}))  # TPE tries both kinds
+    stored = {t.number: t for t in optuna.load_study(study_name=planned.study_name, storage=url).trials}
+    detail = dashboard_detail(url, planned.study_name)
+    shown = {t["number"]: all(c <= 0 for c in t["constraints"]) for t in detail["trials"]}
+    broken = {n for n, t in stored.items() if t.user_attrs.get("violated") or t.state.name == "PRUNED"}
+    assert broken and len(broken) < len(stored)  # the search tried both kinds
+    assert {n for n, feasible in shown.items() if not feasible} == broken
 
 
 def test_same_request_and_seed_give_byte_identical_json():

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from moeplan.cli.common import ConventionOpt, JsonOpt, SeqLenOpt, emit_json, human, stdout
@@ -33,11 +35,13 @@ def count_command(
 
 
 def render(c: Count, title: str) -> None:
-    table = Table(title=title, caption=f"FLOPs convention {c.convention.value}, seq {c.seq_len}, causal {c.causal}")
+    """Exact numbers in full, in a table that fits 80 columns: no cell is ever cut (human units follow it)."""
+    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  caption=f"FLOPs convention {c.convention.value}, seq {c.seq_len:,}, causal {c.causal}",
+                  caption_justify="left")
     table.add_column("component", no_wrap=True)
-    table.add_column("total params", justify="right")
-    table.add_column("active params", justify="right")
-    table.add_column("train FLOPs/token", justify="right")
+    for header in ("total params", "active params", "train FLOPs/token"):
+        table.add_column(header, justify="right", no_wrap=True)
     for comp in dict.fromkeys(PARAM_COMPONENTS + FLOP_COMPONENTS):
         flops = c.train_flops_by_component.get(comp)
         table.add_row(
@@ -47,9 +51,14 @@ def render(c: Count, title: str) -> None:
             f"{flops:,.0f}" if flops is not None else "",
         )
     table.add_section()
-    for label, key in (("all", "all"), ("without input embedding", "without_input_embedding"),
-                       ("without embedding and LM head", "without_embeddings")):
-        total, active = getattr(c.total, key), getattr(c.active, key)
-        table.add_row(label, f"{total:,} ({human(total)})", f"{active:,} ({human(active)})", "")
-    table.add_row("training FLOPs per token", "", "", f"{c.train_flops_per_token:,.0f} ({human(c.train_flops_per_token)})")
+    for label, key in TOTALS:
+        table.add_row(label, f"{getattr(c.total, key):,}", f"{getattr(c.active, key):,}", "")
+    table.add_row("training", "", "", f"{c.train_flops_per_token:,.0f}")
     stdout.print(table)
+    for label, key in TOTALS:
+        stdout.print(f"{label}: {human(getattr(c.total, key))} total, {human(getattr(c.active, key))} active")
+    stdout.print(f"training FLOPs per token: {human(c.train_flops_per_token)}")
+
+
+# Shortened so the table fits 80 columns; the JSON keys say the same at length.
+TOTALS = (("all", "all"), ("no input embedding", "without_input_embedding"), ("no embeddings", "without_embeddings"))

@@ -21,7 +21,7 @@ def dashboard_command(
         from optuna_dashboard import run_server
     except ImportError:
         raise MoeplanError("the dashboard needs optuna-dashboard: pip install 'moeplan[dashboard]'") from None
-    from moeplan.planner.study import open_storage, store_file
+    from moeplan.store import open_storage, store_file
 
     path = store_file(storage)
     if path is not None and not path.is_file():

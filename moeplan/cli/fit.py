@@ -8,8 +8,11 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from moeplan.cli.common import JsonOpt, emit_json, stdout
+from rich.markup import escape
+
+from moeplan.cli.common import ForceOpt, JsonOpt, emit_json, progress, stdout
 from moeplan.errors import UsageError
+from moeplan.files import check_output
 
 
 def _pairs(spec: str | None, option: str) -> dict[str, str] | None:
@@ -39,6 +42,7 @@ def fit_command(
     where: Annotated[str | None, typer.Option("--where", help="Only runs with COL=VALUE (e.g. dataset=rpj).")] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also fit and score other law forms.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for starts, holdout and bootstrap.")] = 0,
+    force: ForceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Fit a scaling law's constants to training runs; report held-out error and intervals."""
@@ -46,8 +50,12 @@ def fit_command(
 
     if holdout_column and holdout_fraction is not None:
         raise UsageError("give --holdout-column or --holdout-fraction, not both")
-    report = run_fit(runs, law, objective, delta, 10.0, starts, seed, holdout_column, holdout_fraction, bootstrap,
-                     compare, _pairs(columns, "--columns"), out, _pairs(where, "--where"))
+    if out is not None:  # before the fit: a late error would throw it away
+        check_output(out, force)
+    doing = f"fitting {law}" + (f" and {bootstrap:,} bootstrap resamples" if bootstrap else "")
+    with progress(doing):
+        report = run_fit(runs, law, objective, delta, 10.0, starts, seed, holdout_column, holdout_fraction,
+                         bootstrap, compare, _pairs(columns, "--columns"), out, _pairs(where, "--where"))
     if json_out:
         emit_json(report)
         return
@@ -74,4 +82,4 @@ def fit_command(
                         "" if row.holdout_mae is None else f"{row.holdout_mae:.4f}", row.note)
         stdout.print(cmp)
     if report.out:
-        stdout.print(f"wrote {report.out}: plan with it by moeplan plan --law-params {report.out}")
+        stdout.print(f"wrote {escape(report.out)}: plan with it by moeplan plan --law-params {escape(report.out)}")

@@ -11,8 +11,12 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from moeplan.cli.common import JsonOpt, emit_json, human, stderr, stdout
+from rich import box
+from rich.markup import escape
+
+from moeplan.cli.common import ForceOpt, JsonOpt, emit_json, human, progress, stderr, stdout
 from moeplan.errors import UsageError
+from moeplan.files import check_output
 from moeplan.flops.hf import validation_message
 
 
@@ -28,29 +32,43 @@ def frontier_command(
     law_params: Annotated[str | None, typer.Option("--law-params", help="Fitted constants JSON.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the frontier figure (.png or .svg).")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV.")] = None,
+    dpi: Annotated[int, typer.Option("--dpi", min=10, max=2400, help="Resolution of a PNG figure.")] = 120,
+    force: ForceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Plan every budget from --from to --to: architecture, loss, N, N_a, D, N_a/N."""
     from moeplan.planner import PlanRequest, Priors
     from moeplan.planner.curves import budgets, frontier
+    from moeplan.plots import FORMATS
+
+    if plot is not None:  # before any work: a late error would throw the frontier away
+        check_output(plot, force, "--plot", FORMATS)
+    if csv_out is not None:
+        check_output(csv_out, force, "--csv")
 
     try:
         request = PlanRequest(flops=start, max_params=max_params, max_tokens=max_tokens, law_params=law_params,
                               priors=Priors(min_tokens_per_param=min_tokens_per_param, max_experts=max_experts))
     except ValidationError as err:
         raise UsageError(validation_message(err)) from None
-    result = frontier(request, budgets(start, stop, per_decade))
+    points = budgets(start, stop, per_decade)
+    with progress(f"planning {len(points)} budgets"):
+        result = frontier(request, points)
     if csv_out is not None:
-        _write_csv(result, csv_out)
-        stderr.print(f"wrote {csv_out}")
+        _write_csv(result, csv_out, force)
+        stderr.print(f"wrote {escape(str(csv_out))}")
     if plot is not None:
         from moeplan.plots import frontier_figure, save
 
-        stderr.print(f"wrote {save(frontier_figure(result), plot)}")
+        with progress("drawing the frontier"):
+            written = save(frontier_figure(result), plot, dpi, force)
+        stderr.print(f"wrote {escape(str(written))}")
     if json_out:
         emit_json(result)
         return
-    table = Table(title=f"compute-optimal frontier ({result.law})", title_justify="left")
+    # SIMPLE_HEAD and no edge padding: the widest rows (1e+26, 128x16384, 256x12288, 16+4) fit 80 columns
+    table = Table(title=f"compute-optimal frontier ({result.law})", title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False)
     for col in ("C", "shape", "experts", "total", "N_a", "D", "loss", "extrap."):
         table.add_column(col, justify="right", no_wrap=True)
     for p in result.points:
@@ -60,14 +78,19 @@ def frontier_command(
         table.add_row(f"{p.compute:.2g}", f"{p.n_layers}x{p.d_hidden}",
                       f"{p.n_experts}x{p.d_expert}, {p.top_k}+{p.n_shared_experts}", human(p.total_params),
                       human(p.law_N_a), human(p.tokens), f"{p.loss:.4f}",
-                      f"{p.extrapolation:.3g}x" if p.extrapolation > 1 else "inside")
+                      _factor(p.extrapolation) if p.extrapolation > 1 else "inside")
     stdout.print(table)
     stdout.print("[dim]shape: layers x d_hidden; experts: n_experts x d_expert, top_k+shared; N_a: activated "
                  "non-embedding parameters; extrap.: largest factor outside the law's fitted domain[/dim]")
     return
 
 
-def _write_csv(result, path: Path) -> None:
+def _factor(x: float) -> str:
+    """2.03x, 17.5x, 2,030x: never scientific notation, which a narrow column would cut."""
+    return f"{x:.3g}x" if x < 1000 else f"{x:,.0f}x"
+
+
+def _write_csv(result, path: Path, force: bool) -> None:
     from moeplan.planner.curves import FrontierPoint
 
     buffer = io.StringIO()
@@ -77,5 +100,5 @@ def _write_csv(result, path: Path) -> None:
         writer.writerow(p.model_dump())
     from moeplan.files import write_text_atomic
 
-    write_text_atomic(Path(path), buffer.getvalue())
+    write_text_atomic(Path(path), buffer.getvalue(), force=force)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from moeplan.cli.common import JsonOpt, SeqLenOpt, emit_json, human, stdout
@@ -56,15 +57,16 @@ def derive_command(
     if json_out:
         emit_json(result)
         return
-    table = Table(title=f"derived from the {result.law} law", title_justify="left")
-    table.add_column("quantity")
-    table.add_column("closed form (sympy)")
-    table.add_column("value", justify="right")
+    # One block per quantity, not a table: a closed form runs to hundreds of characters and a table cell
+    # would cut it; here it wraps whole at any width, and in a pipe it stays on one line.
+    stdout.print(f"[bold]derived from the {result.law} law[/bold] (closed forms by sympy)")
     for o in result.optima:
-        value = ", ".join(f"{v:.4g}" for v in o.value) if o.value else ""
-        form = "; ".join(o.sympy)
-        table.add_row(o.description, form if len(form) < 90 else form[:87] + "...", value)
-    stdout.print(table)
+        stdout.print()
+        stdout.print(f"[bold cyan]{escape(o.description)}[/bold cyan]")
+        if o.value:
+            stdout.print("  = " + ", ".join(f"{v:.4g}" for v in o.value))
+        for form in o.sympy:
+            stdout.print(f"  {escape(form)}", soft_wrap=not stdout.is_terminal)
     if result.theoretical_activation_ratio is not None:
         ea = result.efficiency_aware_activation_ratio
         stdout.print(f"N = {human(result.total_params)}: theoretical (N_a/N)* = {result.theoretical_activation_ratio:.4f}; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -20,7 +21,11 @@ from moeplan.cli.dashboard import dashboard_command
 from moeplan.cli.export import export_command
 from moeplan.cli.fit import fit_command
 from moeplan.cli.frontier import frontier_command
+from moeplan.cli.layout import layout_command
+from moeplan.cli.memory import memory_command
 from moeplan.cli.plan import plan_command
+from moeplan.cli.serve import serve_command
+from moeplan.cli.sweep import sweep_command
 from moeplan.errors import MoeplanError
 
 app = typer.Typer(
@@ -58,12 +63,28 @@ app.command("fit")(fit_command)
 app.command("export")(export_command)
 app.command("frontier")(frontier_command)
 app.command("dashboard")(dashboard_command)
+app.command("memory")(memory_command)
+app.command("layout")(layout_command)
+app.command("serve")(serve_command)
+app.command("sweep")(sweep_command)
 app.command("assess")(assess_command)
 
 
 def _fail(message: str, code: int) -> None:
     print(f"moeplan: error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def _stdout_closed() -> None:
+    """The reader went away (`moeplan plan | head -1`): stop quietly with exit 0, as `seq 1000 | head -1`
+    does from the pipeline's view. Point stdout at /dev/null so the interpreter's final flush cannot fail."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
 
 
 def main() -> None:
@@ -78,6 +99,8 @@ def main() -> None:
         if debug:
             raise
         _fail(err.format_message().replace("\n", " ").replace("Value error, ", ""), 2)
+    except BrokenPipeError:
+        _stdout_closed()
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
     except MoeplanError as err:

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
-from moeplan.cli.common import ConventionOpt, JsonOpt, emit_json, human, stderr, stdout
+from rich import box
+
+from moeplan.cli.common import (ConventionOpt, ForceOpt, JsonOpt, emit_json, human, progress, stderr, stdout,
+                                trial_progress)
 from moeplan.cli.options import convention_option
-from moeplan.errors import UsageError
+from moeplan.errors import MoeplanError, UsageError
+from moeplan.files import check_output
 from moeplan.flops.hf import validation_message
+from moeplan.plots import FORMATS, with_suffix
 
 PRIORS = "Shape priors"
 CAPS = "Budget and caps"
 SEARCH = "Search and study"
+CLUSTER = "Cluster"
 DECIDE = "Decisions (docs/decisions.md)"
 
 
@@ -28,9 +36,9 @@ def _opt(*names, help: str, panel: str = CAPS, **kw):
 def plan_command(
     flops: Annotated[float | None, _opt("--flops", help="Training compute in FLOPs.")] = None,
     gpu_hours: Annotated[float | None, _opt("--gpu-hours", help="Budget as accelerator-hours.")] = None,
-    gpu: Annotated[str | None, _opt("--gpu", help="Accelerator: a100, h100, h200, b200, mi300x, tpu-v5p.")] = None,
+    gpu: Annotated[str | None, _opt("--gpu", help="Accelerator for --gpu-hours or --gpus: a100-80g, h100, h800, h200, b200, gb200, mi300x, tpu-v5p.")] = None,
     gpu_flops: Annotated[float | None, _opt("--gpu-flops", help="Peak dense FLOP/s per accelerator.")] = None,
-    mfu: Annotated[float, _opt("--mfu", help="Model FLOPs utilisation for --gpu-hours.")] = 0.4,
+    mfu: Annotated[float | None, _opt("--mfu", help="Model FLOPs utilisation for --gpu-hours [default: 0.4].")] = None,
     max_params: Annotated[float | None, _opt("--max-params", help="Cap on total parameters.")] = None,
     memory_gb: Annotated[float | None, _opt("--memory-gb", help="Memory for the weights (GB).")] = None,
     bytes_per_param: Annotated[float, _opt("--bytes-per-param", help="Bytes per parameter for --memory-gb.")] = 2.0,
@@ -41,10 +49,15 @@ def plan_command(
     d_head: Annotated[int, _opt("--d-head", help="Attention head dim.", panel=PRIORS)] = 128,
     gqa_group: Annotated[int, _opt("--gqa-group", help="Query heads per kv head.", panel=PRIORS)] = 4,
     convention: ConventionOpt = "exact",
+    family: Annotated[str, _opt("--family", help="transformers model_type to build: fixes router biases, q/k norms, "
+                                "shared experts and dense layers (glm4_moe, qwen3_moe, qwen2_moe, mixtral, ...).",
+                                panel=PRIORS)] = "glm4_moe",
     law: Annotated[str, _opt("--law", help="Loss law (hy, or a fit of it).", panel=SEARCH)] = "hy",
     law_params: Annotated[str | None, _opt("--law-params", help="Fitted constants JSON.", panel=SEARCH)] = None,
     tp: Annotated[int, _opt("--tp", help="Tensor-parallel degree (divides heads).", panel=PRIORS)] = 1,
-    ep: Annotated[int, _opt("--ep", help="Expert-parallel degree (divides n_experts).", panel=PRIORS)] = 8,
+    ep: Annotated[int | None, _opt("--ep", help="Expert-parallel degree (divides n_experts); default 8, with "
+                                              "--gpus 64 or the largest power of two dividing them.",
+                                    panel=PRIORS)] = None,
     pp: Annotated[int, _opt("--pp", help="Pipeline stages (divide layers).", panel=PRIORS)] = 1,
     hidden_align: Annotated[int, _opt("--hidden-align", help="d_hidden alignment.", panel=PRIORS)] = 128,
     expert_align: Annotated[int, _opt("--expert-align", help="d_expert alignment.", panel=PRIORS)] = 64,
@@ -64,7 +77,9 @@ def plan_command(
         float, _opt("--min-tokens-per-param", help="Floor on tokens per total parameter.", panel=PRIORS)] = 20.0,
     objective: Annotated[
         Literal["loss", "efficient", "pareto", "cost"],
-        _opt("--objective", help="loss, efficient, pareto (exact fronts) or cost (lifetime FLOPs).", panel=SEARCH)
+        _opt("--objective", help="loss; efficient (fewest FLOPs/token within --tolerance); pareto (exact "
+             "loss-memory and loss-serving fronts, recorded as the study); cost (least lifetime FLOPs: training "
+             "+ serving --serve-tokens).", panel=SEARCH)
     ] = "loss",
     laws: Annotated[str | None, _opt("--laws", help="Compare laws: names or fitted JSON files, comma-separated.",
                                      panel=DECIDE)] = None,
@@ -79,7 +94,8 @@ def plan_command(
     tolerance: Annotated[float, _opt("--tolerance", help="Loss tolerance of the near-optimal band.", panel=SEARCH)] = 0.001,
     trials: Annotated[int | None, _opt("--trials", help="Optuna trials (default: seeds+plan+band).", panel=SEARCH)] = None,
     seed: Annotated[int, _opt("--seed", help="Sampler seed.", panel=SEARCH)] = 0,
-    storage: Annotated[str | None, _opt("--storage", help="Optuna storage URL (default sqlite:///moeplan.db).",
+    storage: Annotated[str | None, _opt("--storage", help="Optuna storage URL (default sqlite:///moeplan.db; "
+                                        ":memory: keeps no study).",
                                         panel=SEARCH)] = None,
     study: Annotated[str | None, _opt("--study", help="Study name (default: derived from the request).",
                                       panel=SEARCH)] = None,
@@ -87,26 +103,68 @@ def plan_command(
                                  panel=SEARCH)] = 1,
     resume: Annotated[bool, _opt("--resume", help="Continue the study after a crash (no other worker running).",
                                  panel=SEARCH)] = False,
-    verify: Annotated[bool, _opt("--verify", help="Enumerate the whole space and report regret.", panel=SEARCH)] = False,
+    verify: Annotated[bool, _opt("--verify", help="Enumerate the whole space and report regret (minutes at 1e22).",
+                                 panel=SEARCH)] = False,
     export: Annotated[Literal["hf", "megatron"] | None, _opt("--export", help="Also write the plan as hf or megatron.",
                                                                panel=SEARCH)] = None,
-    out: Annotated[Path | None, _opt("--out", help="Where --export writes.", panel=SEARCH)] = None,
+    out: Annotated[str | None, _opt("--out", help="Where --export writes: a file, or a folder (ending in /).",
+                                    panel=SEARCH)] = None,
     plot: Annotated[Path | None, _opt("--plot", help="Write iso-FLOP, band and Pareto figures (PATH-*.png|svg).",
                                       panel=SEARCH)] = None,
+    dpi: Annotated[int, _opt("--dpi", min=10, max=2400, help="Resolution of PNG figures.", panel=SEARCH)] = 120,
+    force: ForceOpt = False,
+    gpus: Annotated[int | None, _opt("--gpus", min=1, help="Devices of a cluster: memory per device becomes a hard "
+                                     "constraint, and with --days the budget is the calendar (docs/cluster.md).",
+                                     panel=CLUSTER)] = None,
+    days: Annotated[float | None, _opt("--days", help="Days on the cluster: the budget, or a cap with --flops.",
+                                       panel=CLUSTER)] = None,
+    price_per_gpu_hour: Annotated[float | None, _opt("--price-per-gpu-hour", min=0, help="Price per device-hour.",
+                                                     panel=CLUSTER)] = None,
+    hbm_gb: Annotated[float | None, _opt("--hbm-gb", help="HBM per device (GiB), overriding the catalogue.",
+                                         panel=CLUSTER)] = None,
+    fp8: Annotated[bool, _opt("--fp8", help="fp8 GEMMs on the cluster.", panel=CLUSTER)] = False,
+    global_batch: Annotated[int | None, _opt("--global-batch", min=1, help="Sequences per step on the cluster "
+                                             "(default: [LING]'s batch).", panel=CLUSTER)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Plan a pre-training run: architecture, tokens and predicted loss for a compute budget."""
     from moeplan.planner import PlanRequest, Priors, plan  # keeps `moeplan count` free of optuna's import
+    from moeplan.planner.family import plan_family
+    from moeplan.planner.study import DEFAULT_STORAGE
+
+    if flops is not None and gpu_hours is None and gpus is None:
+        given = [name for name, value in (("--gpu", gpu), ("--gpu-flops", gpu_flops), ("--mfu", mfu))
+                 if value is not None]
+        if given:
+            raise UsageError(f"{' and '.join(given)}: only for --gpu-hours (converting it into FLOPs), not with "
+                             "--flops")
+    try:
+        plan_family(family)
+    except MoeplanError as err:
+        raise UsageError(str(err)) from None
+    # Check every output path before any work: a late error would throw the plan away.
+    if (export is None) != (out is None):
+        raise UsageError("--export and --out go together")
+    if export is not None:
+        from moeplan.flops.export import export_target
+
+        export_target(out, export, force)
+    if plot is not None:
+        check_output(plot, True, "--plot", FORMATS)
+        for name in PLOTS:
+            check_output(with_suffix(plot, name), force, "--plot")
 
     fields = dict(
-        flops=flops, gpu_hours=gpu_hours, gpu=gpu, gpu_flops=gpu_flops, mfu=mfu, max_params=max_params,
+        flops=flops, gpu_hours=gpu_hours, gpu=gpu, gpu_flops=gpu_flops, mfu=0.4 if mfu is None else mfu,
+        max_params=max_params,
         memory_gb=memory_gb, bytes_per_param=bytes_per_param, max_tokens=max_tokens, seq_len=seq_len,
         vocab_size=vocab, tie_embeddings=tie_embeddings, d_head=d_head, gqa_group=gqa_group,
         convention=convention_option(convention), law=law, law_params=law_params, tensor_parallel=tp,
         expert_parallel=ep, pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
-        objective=objective, tolerance=tolerance, trials=trials, seed=seed, storage=storage, study_name=study,
-        workers=workers, resume=resume, laws=_law_list(laws), robust=robust, serve_tokens=serve_tokens,
-        serve_context=serve_context, target_loss=target_loss,
+        objective=objective, tolerance=tolerance, trials=trials, seed=seed, study_name=study,
+        workers=workers, resume=resume, family=family, laws=_law_list(laws), robust=robust,
+        serve_tokens=serve_tokens, serve_context=serve_context, target_loss=target_loss,
+        storage=storage if storage is not None else DEFAULT_STORAGE,  # the API's default keeps no file
     )
     prior_fields = dict(
         min_layers=min_layers, max_layers=max_layers, min_d_hidden=min_d_hidden, max_d_hidden=max_d_hidden,
@@ -114,23 +172,34 @@ def plan_command(
         max_expert_ratio=max_expert_ratio, max_experts=max_experts, max_top_k=max_top_k, max_shared=max_shared,
         dense_layers=dense_layers, min_tokens_per_param=min_tokens_per_param,
     )
-    if (export is None) != (out is None):
-        raise UsageError("--export and --out go together")
+    if gpus is None and any(x is not None for x in (days, price_per_gpu_hour, hbm_gb, global_batch)) | fp8:
+        raise UsageError("--days, --price-per-gpu-hour, --hbm-gb, --fp8 and --global-batch need --gpus")
+    fields["expert_parallel"] = ep if ep is not None else (8 if gpus is None else math.gcd(gpus, 64))
     try:
+        if gpus is not None:
+            from moeplan.cluster.memory import MemoryOptions
+            from moeplan.cluster.planning import ClusterBudget
+
+            fields["cluster"] = ClusterBudget(gpus=gpus, gpu=gpu or "h100", days=days, hbm_gb=hbm_gb,
+                                              price_per_gpu_hour=price_per_gpu_hour, global_batch=global_batch,
+                                              memory=MemoryOptions(fp8=fp8))
+            fields["cluster"].device()
+            if gpu_hours is None and flops is None:
+                fields["gpu"] = None  # --gpu names the cluster's device here, not a --gpu-hours rate
         request = PlanRequest(**fields, priors=Priors(**prior_fields))
     except ValidationError as err:
         raise UsageError(validation_message(err)) from None
-    if verify and not json_out:
-        stderr.print("verifying: enumerating the whole space (this takes a while)...")
-    result = plan(request, verify=verify)
+    doing = "planning and verifying (enumerates the whole space)" if verify else "planning"
+    with trial_progress(f"{doing}: trials", trials):
+        result = plan(request, verify=verify)
     if export is not None:
         from moeplan.flops.export import write_export
 
-        written = write_export(result.architecture, export, out)
-        stderr.print(f"wrote {written}")
+        written = write_export(result.architecture, export, out, family if export == "hf" else None, force)
+        stderr.print(f"wrote {escape(str(written))}")
     if plot is not None:
-        for written in write_plan_plots(request, plot):
-            stderr.print(f"wrote {written}")
+        for written in write_plan_plots(request, plot, result, dpi, force):
+            stderr.print(f"wrote {escape(str(written))}")
     if json_out:
         emit_json(result)
     else:
@@ -139,6 +208,9 @@ def plan_command(
         stderr.print(f"interrupted: the plan above is complete; the study {result.study_name} keeps its "
                      f"{result.trials} finished trials (continue with --resume)")
         raise typer.Exit(130)
+
+
+PLOTS = ("isoflop", "band", "pareto")
 
 
 def _law_list(value: str | None) -> list[str] | None:
@@ -150,15 +222,24 @@ def _law_list(value: str | None) -> list[str] | None:
     return names
 
 
-def write_plan_plots(request, path: Path) -> list[Path]:
-    """The iso-FLOP curves around the budget, the near-optimal band and the Pareto front of a plan."""
+def write_plan_plots(request, path: Path, result=None, dpi: int = 120, force: bool = True) -> list[Path]:
+    """The iso-FLOP curves around the budget, the near-optimal band (the plan marked) and the loss-versus-
+    memory Pareto front of a plan, one file each (PATH-isoflop.png, ...)."""
     from moeplan.planner.curves import band_points, iso_flop, pareto
-    from moeplan.plots import band_figure, iso_flop_figure, pareto_figure, save, with_suffix
+    from moeplan.plots import band_figure, iso_flop_figure, pareto_figure, save
 
     c = request.compute
-    return [save(iso_flop_figure(iso_flop(request, [c / 10, c, c * 10])), with_suffix(path, "isoflop")),
-            save(band_figure(band_points(request)), with_suffix(path, "band")),
-            save(pareto_figure(pareto(request)), with_suffix(path, "pareto"))]
+    figures = {
+        "isoflop": lambda: iso_flop_figure(iso_flop(request, [c / 10, c, c * 10])),
+        "band": lambda: band_figure(band_points(request), result),
+        "pareto": lambda: pareto_figure(pareto(request), request.bytes_per_param),
+    }
+    written = []
+    with progress("drawing figures", len(PLOTS)) as advance:
+        for name in PLOTS:
+            written.append(save(figures[name](), with_suffix(path, name), dpi, force))
+            advance(1)
+    return written
 
 
 def _shape(p) -> str:
@@ -168,8 +249,44 @@ def _shape(p) -> str:
             f"{a.n_experts} experts of width {a.d_expert}, top-{a.top_k}{shared}")
 
 
+def _budget(p) -> str:
+    """The budget as given: FLOPs, or GPU-hours with the accelerator, its peak and the MFU that convert it."""
+    r = p.request
+    if r.gpu_hours is None:
+        return f"{p.compute:.3g} FLOPs"
+    from moeplan.planner.request import GPU_PEAK_FLOPS
+
+    peak = r.gpu_flops or GPU_PEAK_FLOPS[r.gpu.lower()]
+    gpu = f"{r.gpu} at " if r.gpu and not r.gpu_flops else ""
+    return (f"{p.compute:.3g} FLOPs = {r.gpu_hours:,.6g} GPU-hours x {gpu}{peak / 1e12:,.4g} TFLOP/s peak x "
+            f"MFU {r.mfu:g}")
+
+
+def _cluster_rows(t, p) -> None:
+    c, m, L = p.cluster, p.cluster.memory, p.cluster.layout
+    refused = f" [red]Megatron-Core would refuse: {'; '.join(c.layout_problems)}[/red]" if c.layout_problems else ""
+    t.add_row("cluster", f"{c.gpus} x {c.accelerator.name}; {L.describe()}; recompute {c.recompute}"
+                         f"{', fp8' if c.fp8 else ''}{refused}")
+    t.add_row("memory/device", f"{m.total:,.1f} of {m.capacity:g} GiB ({m.stage} stage): weights {m.weights:,.1f}, "
+                               f"gradients {m.gradients:,.1f}, optimizer {m.optimizer:,.1f}, activations "
+                               f"{m.activations:,.1f}, dispatch {m.dispatch_buffers:,.2f}, reserve {m.reserve:g}")
+    cost = f", cost {c.cost:,.0f}" if c.cost is not None else ""
+    t.add_row("speed", f"{human(c.tokens_per_s)} tokens/s ({human(c.tokens_per_s_per_gpu)} per device), MFU "
+                       f"{c.mfu:.1%}, step {c.step_time_s:.3g} s, {c.optimizer_steps:,.0f} optimizer steps of "
+                       f"{human(c.tokens_per_step)} tokens")
+    t.add_row("calendar", f"{c.days:,.1f} days, {human(c.gpu_hours)} GPU-hours{cost}")
+    w = p.without_prior
+    if w is not None:
+        t.add_row("no prior", f"without the tokens-per-parameter floor the law and the cluster pick {w.n_layers} x "
+                              f"{w.d_hidden}, {w.n_experts} experts of {w.d_expert}, top-{w.top_k}"
+                              f"{f' + {w.n_shared_experts} shared' if w.n_shared_experts else ''}: "
+                              f"{human(w.total_params)} parameters, {human(w.tokens)} tokens "
+                              f"({w.tokens / w.total_params:.1f} per parameter), loss {w.loss:.4f} "
+                              f"({w.loss - p.loss:+.4f})")
+
+
 def render(p) -> None:
-    t = Table(show_header=False, box=None, pad_edge=False, title=f"moeplan plan: {p.compute:.3g} FLOPs",
+    t = Table(show_header=False, box=None, pad_edge=False, title=f"moeplan plan: {escape(_budget(p))}",
               title_justify="left", title_style="bold")
     t.add_column(style="bold cyan", no_wrap=True)
     t.add_column()
@@ -182,9 +299,10 @@ def render(p) -> None:
     interval = (f", 95% interval [{p.loss_interval[0]:.4f}, {p.loss_interval[1]:.4f}] over the fit's bootstrap"
                 if p.loss_interval else "")
     source = "fitted constants" if p.request.law_params else ", ".join(p.law_constants_source)
-    t.add_row("predicted loss", f"[bold]{p.loss:.4f}[/bold] ({p.law}, {source}{interval}); {p.band_size} "
-                                f"configurations within {p.band_tolerance} of it")
-    t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB bf16 weights, {p.training_memory_gb:,.0f} GB training state")
+    t.add_row("predicted loss", f"[bold]{p.loss:.4f}[/bold] ({p.law}, {escape(source)}{interval}); "
+                                f"{p.band_size:,} configurations within {p.band_tolerance:g} of it")
+    t.add_row("family", f"{p.request.family} (moeplan export plan.json builds this model in transformers)")
+    t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB weights, {p.training_memory_gb:,.0f} GB training state")
     t.add_row("[LING]", f"EL {p.efficiency_leverage:.2f}: worth {p.dense_equivalent_compute:.3g} dense FLOPs; "
                         f"suggested lr {p.ling_learning_rate:.2e}, batch {human(p.ling_batch_tokens)} tokens")
     for b in p.binding or []:
@@ -195,24 +313,45 @@ def render(p) -> None:
         t.add_row("binding", "none: an interior optimum")
     for e in p.extrapolation:
         t.add_row("extrapolation", f"[yellow]{e}[/yellow]")
+    if p.cluster is not None:
+        _cluster_rows(t, p)
     if p.verified:
         t.add_row("verified", f"regret {p.regret:.3g} against {p.certificate_points:,} enumerated configurations")
     t.add_row("search", f"{p.points_evaluated:,} of {p.space_size:,} configurations evaluated; "
-                        f"study {p.study_name} in {p.storage} ({p.trials} trials)")
+                        f"study {escape(p.study_name)} in {escape(p.storage)} ({p.trials:,} trials)")
     stdout.print(t)
-    rows = p.pareto_front if p.pareto_front else p.alternatives
-    if rows:
-        alt = Table(title="pareto front" if p.pareto_front else "near-optimal alternatives", title_justify="left",
-                    caption="l layers, d d_hidden, n_e experts of width d_exp, top-k, n_s shared")
-        for col in ("l", "d", "d_exp", "n_e", "k", "n_s", "total", "active", "tokens", "loss"):
-            alt.add_column(col, justify="right", no_wrap=True)
-        for c in rows[:10]:
-            alt.add_row(str(c.n_layers), str(c.d_hidden), str(c.d_expert), str(c.n_experts), str(c.top_k),
-                        str(c.n_shared_experts), human(c.total_params), human(c.active_params), human(c.tokens),
-                        f"{c.loss:.4f}")
-        stdout.print(alt)
-    stdout.print("[dim]assumptions: " + " | ".join(p.assumptions) + "[/dim]")
+    if p.pareto_front:
+        rows, title = p.pareto_front, ("exact Pareto fronts (loss against total parameters, and against serving "
+                                       "FLOPs/token): the first 10 by total parameters")
+    else:
+        rows, title = p.alternatives, "the plan (*) and near-optimal alternatives"
+    alt = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                caption="l layers, d d_hidden, n_e experts of width d_exp, top-k routed, n_s shared")
+    for col in ("", "l", "d", "d_exp", "n_e", "k", "n_s", "total", "active", "tokens", "loss"):
+        alt.add_column(col, justify="right", no_wrap=True)
+    chosen = _candidate_of(p)
+    for c in ([] if p.pareto_front else [chosen]) + list(rows[:10]):
+        mark = "*" if _axes_of(c) == _axes_of(chosen) else ""
+        alt.add_row(mark, str(c.n_layers), f"{c.d_hidden:,}", f"{c.d_expert:,}", str(c.n_experts), str(c.top_k),
+                    str(c.n_shared_experts), human(c.total_params), human(c.active_params), human(c.tokens),
+                    f"{c.loss:.4f}")
+    stdout.print(alt)
+    stdout.print("[dim]assumptions: " + escape(" | ".join(p.assumptions)) + "[/dim]")
     render_decisions(p)
+
+
+def _axes_of(c) -> tuple:
+    return (c.n_layers, c.d_hidden, c.d_expert, c.n_experts, c.top_k, c.n_shared_experts)
+
+
+def _candidate_of(p):
+    """The chosen plan as a row of the alternatives table (same fields, same rounding as the rows)."""
+    from moeplan.planner.plan import Candidate
+
+    a = p.architecture
+    return Candidate(n_layers=a.n_layers, d_hidden=a.d_hidden, d_expert=a.d_expert, n_experts=a.n_experts,
+                     top_k=a.top_k, n_shared_experts=a.n_shared_experts, loss=p.loss, total_params=p.total.all,
+                     active_params=p.active.all, tokens=p.tokens, train_flops_per_token=p.train_flops_per_token)
 
 
 def render_decisions(p) -> None:

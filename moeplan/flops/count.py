@@ -86,9 +86,15 @@ def train_flops_x_seq(convention: Convention, active: Mapping, matmul_forward: M
     return {c: out[c] for c in FLOP_COMPONENTS}
 
 
-def per_token(x_seq, seq) -> float:
-    """FLOPs per token from an exact integer numerator: one correctly rounded division, same in numpy."""
-    return float(x_seq) / float(seq)
+def per_token(x_seq, seq):
+    """FLOPs per token from an exact integer numerator, identical for Python ints and int64 arrays.
+
+    `float(x_seq) / seq` rounds twice once x_seq passes 2**53, so `6n`'s 6·N_a·seq / seq moved with seq.
+    The whole quotient is exact and only the remainder is rounded: x_seq divisible by seq gives the exact
+    quotient, and the result is monotone in x_seq / seq.
+    """
+    whole, rest = divmod(x_seq, seq)
+    return whole + rest / seq
 
 
 def count(arch: Architecture, convention: Convention | str = Convention.EXACT, causal: bool = True) -> Count:

@@ -7,12 +7,13 @@ import shlex
 from pathlib import Path
 from typing import Literal
 
-from moeplan.errors import MoeplanError
+from moeplan.errors import MoeplanError, UsageError
+from moeplan.files import check_output, write_text_atomic
 from moeplan.flops.architecture import Architecture
-from moeplan.files import write_text_atomic
 from moeplan.flops.hf import to_hf_config, to_megatron_args
 
 Format = Literal["hf", "megatron"]
+FILE_IN_FOLDER = {"hf": "config.json", "megatron": "megatron-args.txt"}
 
 
 def render_export(arch: Architecture, fmt: Format, family: str | None = None) -> str:
@@ -24,10 +25,26 @@ def render_export(arch: Architecture, fmt: Format, family: str | None = None) ->
     return shlex.join(to_megatron_args(arch)) + "\n"
 
 
-def write_export(arch: Architecture, fmt: Format, out: Path, family: str | None = None) -> Path:
-    """Render, then write through a temporary file and a rename: never a half-written file."""
-    text = render_export(arch, fmt, family)
-    out = Path(out)
-    if out.is_dir() or (fmt == "hf" and not out.suffix):
-        out = out / "config.json"
-    return write_text_atomic(out, text, parents=True)
+def export_target(out: str | Path, fmt: Format, force: bool = False) -> Path:
+    """The file `--out` names, checked before any work.
+
+    A folder is meant when `out` ends with a slash, is an existing folder, or (hf) has no suffix: the file is
+    then FOLDER/config.json (hf) or FOLDER/megatron-args.txt, and the folder is created. An existing file is
+    replaced only with `force`.
+    """
+    text = str(out)
+    if text.strip() == "":
+        raise UsageError("--out needs a file or folder name")
+    path = Path(text)
+    if text.endswith(("/", "\\")) or path.is_dir() or (fmt == "hf" and not path.suffix):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--out {text}: {path} is a file, not a folder")
+        return check_output(path / FILE_IN_FOLDER[fmt], force, parents=True)
+    return check_output(path, force)
+
+
+def write_export(arch: Architecture, fmt: Format, out: str | Path, family: str | None = None,
+                 force: bool = False) -> Path:
+    """Render, then write through a temporary file and a rename: never a half-written or replaced file."""
+    target = export_target(out, fmt, force)
+    return write_text_atomic(target, render_export(arch, fmt, family), parents=True, force=force)

@@ -337,6 +337,8 @@ def to_hf_config(a: Architecture, family: str | None = None) -> dict:
         raise _cannot(fam, "sliding-window layers")
     if fam.model_type == "hunyuan_v1_moe":
         cfg["use_mixed_mlp_moe"] = True
+    if fam.model_type.startswith("granitemoe"):  # granite scales attention logits by this (default 1.0), not by
+        cfg["attention_multiplier"] = a.d_head ** -0.5  # 1/sqrt(d_head): write the standard scaling
     return cfg
 
 

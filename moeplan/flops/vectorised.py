@@ -15,7 +15,7 @@ import numpy as np
 from moeplan.flops import formulas as f
 from moeplan.flops.architecture import Architecture
 from moeplan.flops.conventions import Convention
-from moeplan.flops.count import FLOP_COMPONENTS, PARAM_COMPONENTS, param_counts, train_flops_x_seq
+from moeplan.flops.count import FLOP_COMPONENTS, PARAM_COMPONENTS, param_counts, per_token, train_flops_x_seq
 
 _NUMERIC = (
     "n_layers", "d_hidden", "n_heads", "n_kv_heads", "d_head", "d_expert", "n_experts", "top_k",
@@ -44,7 +44,7 @@ class CountArrays:
 
     def train_flops_by_component(self) -> dict[str, np.ndarray]:
         """Training FLOPs per token of each component, broadcast to `shape`."""
-        return {c: np.broadcast_to(np.asarray(v, dtype=np.int64).astype(np.float64) / self._seq, self.shape)
+        return {c: np.broadcast_to(per_token(np.asarray(v, dtype=np.int64), self._seq), self.shape)
                 for c, v in self._x_seq.items()}
 
 
@@ -122,14 +122,14 @@ def count_arrays(
     total, active, x_seq = _components(a, template, convention, causal)
     total_x_seq = sum(x_seq[c] for c in FLOP_COMPONENTS)
     shape = np.broadcast_shapes(*(np.shape(v) for v in (*total.values(), *active.values(), total_x_seq)))
-    seq = np.asarray(a.seq_len, dtype=np.float64)
+    seq = np.asarray(a.seq_len, dtype=np.int64)
     return CountArrays(
         shape=shape,
         total={k: np.broadcast_to(v, shape) for k, v in param_counts(total).items()},
         active={k: np.broadcast_to(v, shape) for k, v in param_counts(active).items()},
         total_by_component=total,
         active_by_component=active,
-        train_flops_per_token=np.broadcast_to(np.asarray(total_x_seq, dtype=np.int64).astype(np.float64) / seq, shape),
+        train_flops_per_token=np.broadcast_to(per_token(np.asarray(total_x_seq, dtype=np.int64), seq), shape),
         _x_seq=x_seq,
         _seq=seq,
     )

@@ -33,6 +33,7 @@ START_RANGES = {
 EXPONENT_RANGE = (0.05, 1.0)
 # Bounds the law needs: positive exponents keep N^-alpha finite and decreasing.
 POSITIVE_EXPONENT_LAWS = {"hy", "hy-nd", "hy-nda", "hy-ndag", "chinchilla", "epoch", "krajewski", "abnar"}
+EXPONENT_BOUNDS = (1e-4, 5.0)  # and the planner refuses fitted exponents outside them
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def _bounds(law: Law) -> tuple[np.ndarray, np.ndarray]:
     if law.form in POSITIVE_EXPONENT_LAWS:
         for i, name in enumerate(law.constant_names):
             if name in EXPONENTS:
-                low[i], high[i] = 1e-4, 5.0
+                low[i], high[i] = EXPONENT_BOUNDS
     return low, high
 
 

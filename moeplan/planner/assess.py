@@ -104,9 +104,22 @@ def containing_request(a: Architecture, tokens: float, convention: Convention) -
         min_tokens_per_param=min(20.0, tokens / total * (1 - 1e-9)),  # the model itself is feasible
     )
     flops = tokens * count(a, convention).train_flops_per_token
-    return PlanRequest(flops=flops, seq_len=a.seq_len, vocab_size=a.vocab_size, tie_embeddings=a.tie_embeddings,
+    return PlanRequest(flops=flops, family=_family(a), seq_len=a.seq_len, vocab_size=a.vocab_size, tie_embeddings=a.tie_embeddings,
                        d_head=width_per_head, gqa_group=group, convention=convention, expert_parallel=ep,
                        hidden_align=hidden_align, expert_align=expert_align, priors=priors)
+
+
+def _family(a: Architecture) -> str:
+    """The model's transformers family, which limits the shared experts the space may vary (Mixtral: none);
+    for a family the planner cannot build (MLA) the default, since the template fixes attention anyway."""
+    from moeplan.flops.hf import default_family
+    from moeplan.planner.family import DEFAULT_FAMILY, plan_family
+
+    try:
+        plan_family(default_family(a))
+    except MoeplanError:
+        return DEFAULT_FAMILY
+    return default_family(a)
 
 
 def model_space(a: Architecture, law: Law, request: PlanRequest) -> ModelSpace:

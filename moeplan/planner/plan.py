@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +16,7 @@ from moeplan.flops.count import ParamCounts, count
 from moeplan.flops.hf import read_json
 from moeplan.laws import get_law
 from moeplan.laws.model import Extrapolation, Law
+from moeplan.cluster.report import ClusterPlan
 from moeplan.planner.binding import Binding, binding_constraints
 from moeplan.planner.lifetime import Lifetime
 from moeplan.planner.pareto import ParetoFront
@@ -22,13 +24,15 @@ from moeplan.planner.request import PlanRequest
 from moeplan.planner.robust import Robustness
 from moeplan.planner.solve import Band, enumerate_space, solve
 from moeplan.planner.space import AXES, Space
-from moeplan.planner.study import DEFAULT_STORAGE, FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
+from moeplan.planner.study import FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
+from moeplan.store import DEFAULT_STORAGE
 
 ALTERNATIVES = 7  # band members shown and recorded as trials besides the chosen plan
 
 
 class Candidate(BaseModel):
-    """One architecture of the space, summarised: its six axes and what the planner derives from them."""
+    """One architecture of the space, summarised: its six axes (moeplan.planner.space.AXES) and, as in `Plan`,
+    its loss, total and active parameters (all), tokens and training FLOPs per token."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -50,23 +54,28 @@ class Plan(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    moeplan_version: str
-    request: PlanRequest
-    law: str
-    law_constants: dict[str, float]
-    law_constants_source: list[str]
-    convention: Convention
-    compute: float
-    objective: str
+    moeplan_version: str = Field(description="moeplan version that made the plan")
+    request: PlanRequest = Field(description="the request planned, every default filled in")
+    law: str = Field(description="name of the loss law (moeplan laws)")
+    law_constants: dict[str, float] = Field(description="the law's constants as used, published or fitted")
+    law_constants_source: list[str] = Field(
+        description="where the constants come from (paper tables, or the fit's file)")
+    convention: Convention = Field(
+        description="FLOPs-per-token convention of train_flops_per_token and tokens (docs/counting.md)")
+    compute: float = Field(description="training compute C in FLOPs (given, or converted from GPU-hours)")
+    objective: str = Field(description="loss, efficient or pareto (PlanRequest.objective)")
 
-    architecture: Architecture
-    total: ParamCounts
-    active: ParamCounts
-    train_flops_per_token: float
-    tokens: float
-    tokens_per_param: float
-    tokens_per_active_param: float
-    loss: float
+    architecture: Architecture = Field(
+        description="the planned model; moeplan export writes it as a config.json of request.family")
+    total: ParamCounts = Field(
+        description="all stored parameters under the three conventions (all, without input embedding, without both)")
+    active: ParamCounts = Field(description="parameters one token uses, same three conventions")
+    train_flops_per_token: float = Field(
+        description="training FLOPs per token under `convention` (forward + backward)")
+    tokens: float = Field(description="training tokens D = compute / train_flops_per_token")
+    tokens_per_param: float = Field(description="tokens / all total parameters")
+    tokens_per_active_param: float = Field(description="tokens / all active parameters")
+    loss: float = Field(description="predicted final training loss (nats/token) of the law at N, N_a, D, G, S")
     loss_interval: tuple[float, float] | None = Field(
         None, description="95% interval of the predicted loss over the fit's bootstrap samples (--law-params)")
     activated_experts: float = Field(description="[HY] G = n_k + n_s")
@@ -81,26 +90,34 @@ class Plan(BaseModel):
     ling_learning_rate: float = Field(description="[LING] suggested peak learning rate 1.1576 C^-0.1529")
     ling_batch_tokens: float = Field(description="[LING] suggested batch in tokens 0.0694 C^0.3644 (reconstructed)")
 
-    band_tolerance: float
+    band_tolerance: float = Field(description="loss tolerance of the near-optimal band")
     band_size: int = Field(description="configurations within band_tolerance of the best predicted loss")
-    alternatives: list[Candidate]
+    alternatives: list[Candidate] = Field(description="the best other configurations of the band, by predicted loss")
     seeds: list[Candidate] = Field(description="best configurations at the sympy-derived G*, S* (enqueued trials)")
-    pareto_front: list[Candidate] | None = None
-    binding: list[Binding]
-    assumptions: list[str]
-    extrapolation: list[Extrapolation]
+    pareto_front: list[Candidate] | None = Field(
+        None, description="objective pareto: the non-dominated trials of the study (drawn from the near-optimal "
+        "band, not a full Pareto front)")
+    binding: list[Binding] = Field(
+        description="constraints and priors that stop the loss from going lower, with the neighbour that would")
+    assumptions: list[str] = Field(description="every fixed choice behind the plan, in words")
+    extrapolation: list[Extrapolation] = Field(
+        description="law variables outside the range the law was fitted on, with the factor")
 
-    space_size: int
-    points_evaluated: int
-    verified: bool
-    regret: float | None = None
-    certificate_points: int | None = None
-    certificate_band_size: int | None = None
+    space_size: int = Field(description="configurations in the buildable space")
+    points_evaluated: int = Field(description="configurations the branch and bound evaluated exactly")
+    verified: bool = Field(description="whether --verify enumerated the whole space")
+    regret: float | None = Field(
+        None, description="plan loss minus the enumerated best loss (--verify); 0 certifies the optimum")
+    certificate_points: int | None = Field(None, description="configurations enumerated by --verify")
+    certificate_band_size: int | None = Field(None, description="band size found by enumeration (--verify)")
 
-    study_name: str
-    storage: str
-    trials: int
+    study_name: str = Field(description="the Optuna study holding the plan's trials")
+    storage: str = Field(description="the study's storage URL (:memory: keeps nothing)")
+    trials: int = Field(description="finished trials in the study")
     interrupted: bool = Field(False, description="Ctrl-C stopped the study: the plan stands, the study is resumable")
+    cluster: ClusterPlan | None = Field(None, description="layout, memory per device, speed and calendar (--gpus)")
+    without_prior: Candidate | None = Field(
+        None, description="what the law and the cluster pick with no tokens-per-parameter floor (--gpus)")
 
     # decisions (docs/decisions.md): set by --laws/--robust, --objective cost and --objective pareto
     robust: Robustness | None = None
@@ -115,23 +132,49 @@ def load_law(request: PlanRequest) -> Law:
 
 
 def law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
-    """The request's law and the fit's bootstrap samples of its constants (empty without --law-params)."""
+    """The request's law and the fit's bootstrap samples of its constants (empty without --law-params).
+
+    Fitted constants replace all of the law's constants or none: a partial set, a value that is not a finite
+    number, or an exponent outside the range `moeplan fit` allows (a negative one makes the loss grow with the
+    model) is refused in one line rather than planned with.
+    """
     law = get_law(request.law)
     if request.law_params is None:
         return law, []
-    data = read_json(request.law_params)
+    where = request.law_params
+    data = read_json(where)
     if data.get("law", law.name) != law.name:
-        raise MoeplanError(f"{request.law_params} holds constants of law {data.get('law')!r}, not {law.name!r}")
+        raise MoeplanError(f"{where} holds constants of law {data.get('law')!r}, not {law.name!r}")
     constants = data.get("constants")
     if not isinstance(constants, dict) or not constants:
-        raise MoeplanError(f"{request.law_params}: no 'constants' object")
-    source = data.get("source", f"fitted, {request.law_params}")
-    try:
-        fitted = law.with_values({k: float(v) for k, v in constants.items()}, source=source)
-    except (TypeError, ValueError):
-        raise MoeplanError(f"{request.law_params}: constants must be numbers") from None
+        raise MoeplanError(f"{where}: no 'constants' object")
+    missing = [n for n in law.constant_names if n not in constants]
+    unknown = sorted(set(constants) - set(law.constant_names))
+    if missing or unknown:
+        what = f"lacks {', '.join(missing)}" if missing else f"has constants law {law.name!r} does not: {', '.join(unknown)}"
+        raise MoeplanError(f"{where}: fitted constants must replace all of law {law.name!r}'s constants; it {what}")
+    problem = _unphysical(law, constants)
+    if problem:
+        raise MoeplanError(f"{where}: {problem}")
+    source = data.get("source", f"fitted, {where}")
+    fitted = law.with_values({k: float(v) for k, v in constants.items()}, source=str(source))
     samples = data.get("bootstrap") or []
-    return fitted, [s for s in samples if isinstance(s, dict) and set(s) == set(fitted.constant_names)]
+    return fitted, [s for s in samples if isinstance(s, dict) and set(s) == set(fitted.constant_names)
+                    and _unphysical(law, s) is None]
+
+
+def _unphysical(law: Law, constants: dict) -> str | None:
+    """Why these constants cannot be planned with, or None."""
+    from moeplan.laws.fit import EXPONENT_BOUNDS, EXPONENTS, POSITIVE_EXPONENT_LAWS
+
+    for name in law.constant_names:
+        value = constants[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"constant {name} must be a finite number, not {value!r}"
+        low, high = EXPONENT_BOUNDS
+        if law.form in POSITIVE_EXPONENT_LAWS and name in EXPONENTS and not low <= value <= high:
+            return f"exponent {name}={value:g} is outside [{low:g}, {high:g}], the range moeplan fit allows"
+    return None
 
 
 def study_name_for(request: PlanRequest) -> str:
@@ -200,9 +243,19 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     check_plannable(law)
     space = Space(request, law)
     space.check()
+    if request.cluster is not None:
+        from moeplan.cluster.planning import layout_problem
+
+        problem = layout_problem(request)
+        if problem:
+            raise MoeplanError(problem)
 
     band, seeds, evaluated = solve(space, request.tolerance)
     if len(band) == 0:
+        if request.cluster is not None:
+            from moeplan.cluster.planning import infeasible_on_cluster
+
+            raise infeasible_on_cluster(space) or _infeasible(space)
         raise _infeasible(space)
 
     chosen = 0
@@ -230,6 +283,11 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     plan_ = _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate, name)
     if interrupted:
         plan_ = plan_.model_copy(update={"interrupted": True})
+    if request.cluster is not None:
+        from moeplan.cluster.planning import cluster_report
+
+        plan_ = plan_.model_copy(update=cluster_report(space, arch, plan_.tokens, plan_.train_flops_per_token,
+                                                       _without_prior(request, law, plan_.loss)))
     if samples:
         x = {"N": plan_.total.without_embeddings, "D": plan_.tokens, "N_a": plan_.active.without_embeddings,
              "G": plan_.activated_experts, "S": plan_.shared_ratio}
@@ -265,6 +323,17 @@ def _decisions(space: Space, best: Candidate, front) -> dict:
     if r.objective == "cost":
         out["lifetime"] = lifetime_plan(space, _axes(best), best.loss)
     return out
+
+
+def _without_prior(request: PlanRequest, law: Law, prior_loss: float) -> Candidate | None:
+    """The best point of the same space with (almost) no tokens-per-parameter floor: what the law and the
+    cluster alone would pick. The prior's plan is feasible here too, so its loss starts as the incumbent."""
+    from moeplan.planner.solve import branch_and_bound, bound_is_valid
+
+    free = request.model_copy(update={"priors": request.priors.model_copy(update={"min_tokens_per_param": 1e-9})})
+    space = Space(free, law)
+    band = branch_and_bound(space, 0.0, incumbent=prior_loss) if bound_is_valid(space) else solve(space, 0.0)[0]
+    return _candidate(space, band, 0) if len(band) else None
 
 
 def _axes(c: Candidate) -> dict[str, int]:

@@ -7,39 +7,43 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
+from moeplan.cluster.hardware import peak_bf16_by_name
+from moeplan.cluster.planning import ClusterBudget, nominal_compute
 from moeplan.flops.conventions import Convention
 
-# Peak dense bf16 FLOP/s per accelerator (vendor datasheets, no sparsity); override with gpu_flops.
-GPU_PEAK_FLOPS = {
-    "a100": 312e12,   # NVIDIA A100 SXM
-    "h100": 989e12,   # NVIDIA H100 SXM
-    "h200": 989e12,   # NVIDIA H200 SXM
-    "b200": 2.25e15,  # NVIDIA B200
-    "mi300x": 1.307e15,  # AMD Instinct MI300X
-    "tpu-v5p": 459e12,   # Google TPU v5p
-}
+# Peak dense bf16 FLOP/s per accelerator, from the hardware catalogue (moeplan/cluster/data/accelerators.json).
+GPU_PEAK_FLOPS = peak_bf16_by_name()
+
+
+# Every input has a limit, checked before any work: far beyond any model built or planned today, and small
+# enough that counts stay exact in int64 and float64 (docs/robustness.md lists them).
+MAX_LAYERS = 4096
+MAX_D_HIDDEN = 1 << 20
+MAX_EXPERTS = 1 << 16
+MAX_FLOPS = 1e32  # about 10^6 times the largest training run reported to date
 
 
 class Priors(BaseModel):
     """Shape priors: the laws cannot see depth versus width, so these decide it (rationale in docs/planning.md)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    min_layers: PositiveInt = 2
-    max_layers: PositiveInt = 128
-    min_d_hidden: PositiveInt = 512
-    max_d_hidden: PositiveInt = 16384
-    min_aspect: PositiveFloat = Field(32.0, description="d_hidden / layers, lower end")
-    max_aspect: PositiveFloat = Field(128.0, description="d_hidden / layers, upper end")
-    min_expert_ratio: PositiveFloat = Field(0.25, description="d_expert / d_hidden, lower end")
-    max_expert_ratio: PositiveFloat = Field(0.75, description="d_expert / d_hidden, upper end")
-    max_experts: PositiveInt = Field(256, description="routed experts per layer (DeepSeek-V3: 256)")
-    max_top_k: PositiveInt = Field(16, description="routed experts per token")
-    max_shared: int = Field(4, ge=0, description="shared experts per layer")
-    dense_layers: int = Field(0, ge=0, description="leading dense-FFN layers")
-    dense_ffn_ratio: PositiveFloat = Field(3.0, description="dense FFN width / d_hidden ([HOL]: 3)")
+    min_layers: PositiveInt = Field(2, le=MAX_LAYERS, description="fewest transformer layers")
+    max_layers: PositiveInt = Field(128, le=MAX_LAYERS, description="most transformer layers")
+    min_d_hidden: PositiveInt = Field(512, le=MAX_D_HIDDEN, description="smallest model width d_hidden")
+    max_d_hidden: PositiveInt = Field(16384, le=MAX_D_HIDDEN, description="largest model width d_hidden")
+    min_aspect: PositiveFloat = Field(32.0, le=1e6, description="d_hidden / layers, lower end")
+    max_aspect: PositiveFloat = Field(128.0, le=1e6, description="d_hidden / layers, upper end")
+    min_expert_ratio: PositiveFloat = Field(0.25, le=64, description="d_expert / d_hidden, lower end")
+    max_expert_ratio: PositiveFloat = Field(0.75, le=64, description="d_expert / d_hidden, upper end")
+    max_experts: PositiveInt = Field(256, le=MAX_EXPERTS, description="routed experts per layer (DeepSeek-V3: 256)")
+    max_top_k: PositiveInt = Field(16, le=1024, description="routed experts per token")
+    max_shared: int = Field(4, ge=0, le=64, description="shared experts per layer")
+    dense_layers: int = Field(0, ge=0, le=MAX_LAYERS, description="leading dense-FFN layers")
+    dense_ffn_ratio: PositiveFloat = Field(3.0, le=64, description="dense FFN width / d_hidden ([HOL]: 3)")
     min_tokens_per_param: PositiveFloat = Field(
-        20.0, description="D / total parameters floor: bounds total parameters, which the [HY] law always wants more of"
+        20.0, le=1e6,
+        description="D / total parameters floor: bounds total parameters, which the [HY] law always wants more of"
     )
 
     @model_validator(mode="after")
@@ -48,49 +52,63 @@ class Priors(BaseModel):
                           ("min_aspect", "max_aspect"), ("min_expert_ratio", "max_expert_ratio")):
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{low}={getattr(self, low)} exceeds {high}={getattr(self, high)}")
+        if self.dense_layers >= self.max_layers:
+            raise ValueError(f"dense_layers={self.dense_layers} leaves no MoE layer within max_layers={self.max_layers}")
         return self
 
 
 class PlanRequest(BaseModel):
     """Everything a plan depends on. Same request and seed, same plan."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    flops: PositiveFloat | None = Field(None, description="training compute C in FLOPs")
-    gpu_hours: PositiveFloat | None = None
+    flops: PositiveFloat | None = Field(None, le=MAX_FLOPS, description="training compute C in FLOPs")
+    gpu_hours: PositiveFloat | None = Field(
+        None, le=1e12, description="budget as accelerator-hours (with gpu or gpu_flops, and mfu)")
     gpu: str | None = Field(None, description=f"accelerator for --gpu-hours: {', '.join(GPU_PEAK_FLOPS)}")
-    gpu_flops: PositiveFloat | None = Field(None, description="peak dense FLOP/s per accelerator (overrides --gpu)")
+    gpu_flops: PositiveFloat | None = Field(None, le=1e20, description="peak dense FLOP/s per accelerator (overrides --gpu)")
     mfu: float = Field(0.4, gt=0, le=1, description="model FLOPs utilisation for --gpu-hours")
 
-    max_params: PositiveFloat | None = Field(None, description="cap on total parameters (everything)")
-    memory_gb: PositiveFloat | None = Field(None, description="memory for the weights, implies max_params")
-    bytes_per_param: PositiveFloat = Field(2.0, description="bytes per parameter for memory_gb (bf16: 2)")
-    max_tokens: PositiveFloat | None = Field(None, description="unique training tokens available")
+    max_params: PositiveFloat | None = Field(None, le=1e18, description="cap on total parameters (everything)")
+    memory_gb: PositiveFloat | None = Field(None, le=1e12, description="memory for the weights, implies max_params")
+    bytes_per_param: PositiveFloat = Field(2.0, le=64, description="bytes per parameter of the weights (bf16: 2)")
+    max_tokens: PositiveFloat | None = Field(None, le=1e20, description="unique training tokens available")
 
-    seq_len: PositiveInt = 4096
-    vocab_size: PositiveInt = 128256
-    tie_embeddings: bool = False
-    d_head: PositiveInt = 128
-    gqa_group: PositiveInt = Field(4, description="query heads per key/value head")
-    convention: Convention = Convention.EXACT
-    law: str = "hy"
+    seq_len: PositiveInt = Field(4096, le=1 << 24, description="training sequence length")
+    vocab_size: PositiveInt = Field(128256, le=1 << 24, description="vocabulary size")
+    tie_embeddings: bool = Field(False, description="input embedding and LM head share one matrix")
+    d_head: PositiveInt = Field(128, le=4096, description="attention head dim")
+    gqa_group: PositiveInt = Field(4, le=1024, description="query heads per key/value head")
+    convention: Convention = Field(Convention.EXACT, description="FLOPs-per-token convention (docs/counting.md)")
+    law: str = Field("hy", description="loss law: hy, or constants fitted to it (law_params)")
     law_params: str | None = Field(None, description="JSON of fitted constants (moeplan fit)")
+    family: str = Field("glm4_moe", description="transformers model_type the plan is built and exported for; "
+                        "it fixes router biases, q/k norms, and whether shared experts and dense layers exist")
 
-    tensor_parallel: PositiveInt = 1
-    expert_parallel: PositiveInt = 8
-    pipeline_parallel: PositiveInt = 1
-    hidden_align: PositiveInt = 128
-    expert_align: PositiveInt = 64
-    priors: Priors = Priors()
+    tensor_parallel: PositiveInt = Field(1, le=1024, description="tensor-parallel degree: divides heads and kv heads")
+    expert_parallel: PositiveInt = Field(8, le=MAX_EXPERTS, description="expert-parallel degree: divides n_experts")
+    pipeline_parallel: PositiveInt = Field(1, le=MAX_LAYERS, description="pipeline stages: divide layers")
+    hidden_align: PositiveInt = Field(128, le=1 << 16, description="d_hidden is a multiple of this")
+    expert_align: PositiveInt = Field(64, le=1 << 16,
+                                      description="d_expert (and the dense FFN width) is a multiple of this")
+    priors: Priors = Field(Priors(), description="shape priors (docs/planning.md)")
 
-    objective: Literal["loss", "efficient", "pareto", "cost"] = "loss"
-    tolerance: float = Field(0.001, ge=0, description="loss tolerance of the near-optimal band")
-    trials: PositiveInt | None = Field(None, description="Optuna trials; default: seeds + optimum + band best")
-    seed: int = 0
-    storage: str | None = Field(None, description="Optuna storage URL; default sqlite:///moeplan.db")
-    study_name: str | None = None
-    workers: PositiveInt = Field(1, description="processes running trials on the study")
+    objective: Literal["loss", "efficient", "pareto", "cost"] = Field(
+        "loss", description="loss: lowest predicted loss; efficient: fewest FLOPs/token within the tolerance; "
+        "pareto: exact loss-memory and loss-serving fronts as a study; cost: least lifetime FLOPs "
+        "(docs/decisions.md)")
+    tolerance: float = Field(0.001, ge=0, le=0.1, description="loss tolerance of the near-optimal band")
+    trials: PositiveInt | None = Field(None, le=1_000_000,
+                                       description="Optuna trials; default: seeds + optimum + band best")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the Optuna sampler (numpy's range)")
+    storage: str = Field(":memory:", description="Optuna storage URL: sqlite:///FILE, postgresql+psycopg://..., "
+                         "journal:PATH, or :memory: (the Python API's default: no file is written; the CLI's "
+                         "default is sqlite:///moeplan.db in the current folder)")
+    study_name: str | None = Field(None, description="Optuna study name; default derived from the request")
+    workers: PositiveInt = Field(1, le=256, description="processes running trials on the study")
     resume: bool = Field(False, description="continue a study whose run was killed")
+
+    cluster: ClusterBudget | None = Field(None, description="devices, days and training choices (docs/cluster.md)")
 
     # Decisions under uncertainty and lifetime cost (docs/decisions.md)
     laws: list[str] | None = Field(None, description="laws to compare (names or fitted-constant JSON files)")
@@ -116,8 +134,10 @@ class PlanRequest(BaseModel):
 
     @model_validator(mode="after")
     def _budget(self) -> PlanRequest:
-        if (self.flops is None) == (self.gpu_hours is None):
-            raise ValueError("give exactly one budget: flops, or gpu_hours with gpu (or gpu_flops) and mfu")
+        days_budget = self.cluster is not None and self.cluster.days is not None
+        if (self.flops is None) == (self.gpu_hours is None) and not (days_budget and self.flops is None):
+            raise ValueError("give exactly one budget: flops, gpu_hours with gpu (or gpu_flops) and mfu, "
+                             "or gpus with days")
         if self.gpu_hours is not None and self.gpu_flops is None:
             if self.gpu is None:
                 raise ValueError("gpu_hours needs gpu or gpu_flops")
@@ -130,6 +150,8 @@ class PlanRequest(BaseModel):
         """Training FLOPs: given, or GPU-hours x 3600 x peak FLOP/s x MFU."""
         if self.flops is not None:
             return self.flops
+        if self.gpu_hours is None:  # a --days budget: nominal (docs/cluster.md), the plan reports what it spends
+            return nominal_compute(self.cluster, self.mfu)
         peak = self.gpu_flops or GPU_PEAK_FLOPS[self.gpu.lower()]
         return self.gpu_hours * 3600 * peak * self.mfu
 
@@ -142,6 +164,10 @@ class PlanRequest(BaseModel):
 
     @property
     def d_hidden_step(self) -> int:
-        """d_hidden is a multiple of this: alignment, and whole heads divisible by GQA group and TP."""
-        heads = math.lcm(self.gqa_group, self.tensor_parallel)
-        return math.lcm(self.hidden_align, self.d_head * heads)
+        """d_hidden is a multiple of this: alignment, and whole heads whose kv heads TP divides.
+
+        Megatron-Core splits the kv heads (query groups) over tensor-parallel ranks and refuses a count TP does
+        not divide (megatron/core/transformer/transformer_config.py, `num_query_groups % tensor_model_parallel_size`),
+        so n_heads is a multiple of gqa_group x TP: --tp 8 with 4 queries per kv head needs 32 heads.
+        """
+        return math.lcm(self.hidden_align, self.d_head * self.gqa_group * self.tensor_parallel)

@@ -16,6 +16,7 @@ from moeplan.errors import MoeplanError
 from moeplan.flops.architecture import Architecture
 from moeplan.flops.vectorised import count_arrays
 from moeplan.laws.model import Law
+from moeplan.planner.family import PlanFamily, plan_family
 from moeplan.planner.request import PlanRequest
 
 AXES = ("n_layers", "d_hidden", "d_expert", "n_experts", "top_k", "n_shared_experts")
@@ -32,6 +33,7 @@ class Evaluation:
     tokens: np.ndarray
     loss: np.ndarray
     feasible: np.ndarray
+    cluster: dict | None = None  # with a cluster: memory_fits, feasible, days, least_memory (moeplan/cluster/planning.py)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class Space:
         step = r.d_hidden_step
         widths = np.arange(math.ceil(p.min_d_hidden / step), p.max_d_hidden // step + 1) * step
         pp = r.pipeline_parallel
-        layers = np.arange(math.ceil(p.min_layers / pp), p.max_layers // pp + 1) * pp
+        fewest = max(p.min_layers, p.dense_layers + 1)  # at least one MoE layer after the dense ones
+        layers = np.arange(math.ceil(fewest / pp), p.max_layers // pp + 1) * pp
         ll, dd = np.meshgrid(layers, widths, indexing="ij")
         ll, dd = ll.ravel(), dd.ravel()
         aspect = dd / ll
@@ -68,10 +71,16 @@ class Space:
         return self._expert_index_range(self.pairs[1])
 
     @cached_property
+    def family(self) -> PlanFamily:
+        """The transformers family the plan is built for: it fixes some features and limits shared experts."""
+        return plan_family(self.request.family)
+
+    @cached_property
     def combos(self) -> tuple[np.ndarray, np.ndarray]:
-        """(top_k, shared) combinations allowed by the caps."""
-        p = self.request.priors
-        k, s = np.meshgrid(np.arange(1, p.max_top_k + 1), np.arange(0, p.max_shared + 1), indexing="ij")
+        """(top_k, shared) combinations allowed by the caps and the family."""
+        p, fam = self.request.priors, self.family
+        max_shared = p.max_shared if fam.max_shared is None else min(p.max_shared, fam.max_shared)
+        k, s = np.meshgrid(np.arange(1, p.max_top_k + 1), np.arange(fam.min_shared, max_shared + 1), indexing="ij")
         return k.ravel().astype(np.int64), s.ravel().astype(np.int64)
 
     @cached_property
@@ -104,6 +113,7 @@ class Space:
             d_head=r.d_head, d_expert=r.expert_align, n_experts=r.expert_parallel, top_k=1,
             vocab_size=r.vocab_size, tie_embeddings=r.tie_embeddings, seq_len=r.seq_len,
             n_leading_dense=dense, d_dense_ffn=self.dense_width(d) if dense else None,
+            n_shared_experts=self.family.min_shared, **self.family.features,
         )
 
     def dense_width(self, d_hidden):
@@ -141,11 +151,19 @@ class Space:
         n, n_a = c.total["without_embeddings"], c.active["without_embeddings"]
         flops = c.train_flops_per_token
         tokens = r.compute / flops
+        cluster = None
+        if r.cluster is not None:  # memory per device and days x throughput (docs/cluster.md)
+            from moeplan.cluster.planning import cluster_tokens
+
+            cluster = cluster_tokens(self, arrays, flops)
+            tokens = cluster["tokens"]
         g = (arrays["top_k"] + arrays["n_shared_experts"]).astype(np.float64)
         loss = self.law.evaluate(N=n, D=tokens, N_a=n_a, G=g, S=arrays["n_shared_experts"] / g)
+        feasible = self.feasible(c.total["all"], tokens)
+        if cluster is not None:
+            feasible = feasible & cluster["feasible"]
         return Evaluation(total=c.total["all"], n=n, n_a=n_a, flops_per_token=flops, tokens=tokens,
-                          loss=np.broadcast_to(loss, np.shape(flops)),
-                          feasible=self.feasible(c.total["all"], tokens))
+                          loss=np.broadcast_to(loss, np.shape(flops)), feasible=feasible, cluster=cluster)
 
     def feasible(self, total, tokens) -> np.ndarray:
         r = self.request
@@ -165,6 +183,8 @@ class Space:
             ok &= lo.total <= r.params_cap
         if r.max_tokens is not None:
             ok &= hi.tokens <= r.max_tokens
+        if lo.cluster is not None:  # memory per device only grows with d_expert and n_experts
+            ok &= lo.cluster["memory_fits"]
         return ok
 
     def architecture(self, pair: int, combo: int, j: int, i: int) -> Architecture:
@@ -202,10 +222,22 @@ class Space:
             out[f"total parameters <= {r.params_cap:.4g}"] = ev.total > r.params_cap
         if r.max_tokens is not None:
             out[f"tokens <= {r.max_tokens:.4g}"] = ev.tokens > r.max_tokens
+        if ev.cluster is not None:
+            c = r.cluster
+            out[f"memory per device <= {c.device().hbm_gb:g} GiB on {c.gpus} x {c.gpu}"] = ~ev.cluster["memory_fits"]
+            if c.days is not None and (r.flops is not None or r.gpu_hours is not None):
+                out[f"days <= {c.days:g}"] = ev.cluster["days"] > c.days * (1 + 1e-9)
         return out
 
     def check(self) -> None:
         """Refuse a space with no points, naming the prior that empties it."""
+        fam = self.family
+        if self.request.priors.dense_layers and not fam.dense_layers:
+            raise MoeplanError(f"family {fam.name} has no dense FFN layers: drop --dense-layers or plan for a "
+                               "family that has them (glm4_moe, qwen3_moe, qwen2_moe, exaone_moe)")
+        if len(self.combos[1]) == 0:
+            raise MoeplanError(f"family {fam.name} always has {fam.min_shared} shared expert(s), above "
+                               f"max_shared={self.request.priors.max_shared}")
         if len(self.pairs[0]) == 0:
             p = self.request.priors
             raise MoeplanError(

@@ -1,101 +1,36 @@
 """The plan as an Optuna study that optuna-dashboard reads with no custom code.
 
 Architecture in trial params; derived numbers as numeric user_attrs (sortable columns); metric names set;
-named constraint values recorded with `trial.set_constraint`, so infeasible trials show as such.
+named constraint values recorded with `trial.set_constraint` (Optuna) and as the `constraints` list
+optuna-dashboard reads, so infeasible trials show as such in both.
 Trials: the sympy-seeded configurations and the certified optimum and band, enqueued (`enqueue_trial`),
 then, if more trials are asked for, the sampler's own search (TPE, or NSGA-II for `pareto`).
+
+Trials run in an in-memory study and reach the store finished, in one transaction per batch
+(`_Writer`): a store never holds a half-written trial, Ctrl-C (or SIGTERM) lets the running trial finish
+and stores every finished one, and a fresh plan costs one write transaction instead of hundreds.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import signal
+import sys
+import threading
 import time
+import uuid
 import warnings
-from pathlib import Path
 
+import numpy as np
 import optuna
 
 from moeplan.errors import MoeplanError
 from moeplan.flops.count import count
 from moeplan.planner.space import AXES, Space
+from moeplan.store import DEFAULT_STORAGE, in_memory, open_storage, store_file
 
-DEFAULT_STORAGE = "sqlite:///moeplan.db"
 TRAINING_BYTES_PER_PARAM = 16  # bf16 weights and grads, fp32 master weights and two Adam moments
-
-
-def in_memory(url: str) -> bool:
-    return url in (":memory:", "memory")
-
-
-def store_file(url: str) -> Path | None:
-    """The file behind an SQLite or journal store URL (None for server and in-memory stores)."""
-    for prefix in ("sqlite:///", "journal:"):
-        if url.startswith(prefix):
-            return Path(url.removeprefix(prefix))
-    return None
-
-
-def open_storage(url: str | None):
-    """An Optuna storage from a URL: SQLite (default), any SQLAlchemy URL, `journal:PATH`, or `:memory:`."""
-    url = url or DEFAULT_STORAGE
-    try:
-        if in_memory(url):
-            return optuna.storages.InMemoryStorage()
-        if url.startswith("journal:"):
-            from optuna.storages.journal import JournalFileBackend
-
-            return optuna.storages.JournalStorage(JournalFileBackend(str(store_file(url))))
-        storage = _rdb_storage(url)
-    except Exception as err:  # SQLAlchemy and Optuna raise many kinds; the user needs one line
-        raise MoeplanError(f"cannot open storage {url!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from None
-    if url.startswith("sqlite"):
-        import sqlalchemy
-
-        # WAL and synchronous=NORMAL: a trial commit costs milliseconds instead of an fsync each.
-        @sqlalchemy.event.listens_for(storage.engine, "connect")
-        def _pragmas(connection, _record):
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        storage.engine.dispose()
-    return storage
-
-
-def _rdb_storage(url: str, attempts: int = 5):
-    """An RDBStorage; workers that meet a fresh database race to create Optuna's tables, so the losers retry
-    (by then the tables exist)."""
-    import sqlalchemy.exc
-
-    kwargs = _skip_schema_check(url)
-    if url.startswith("sqlite"):  # concurrent workers wait for the lock instead of failing at once
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    for attempt in range(attempts):
-        try:
-            return optuna.storages.RDBStorage(url, **kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.ProgrammingError):
-            if attempt == attempts - 1 or url.startswith("sqlite"):
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def _skip_schema_check(url: str) -> dict:
-    """For an SQLite file Optuna already set up, skip its table creation and version check (~0.3 s)."""
-    path = store_file(url)
-    if not url.startswith("sqlite:///") or not path.is_file():
-        return {}
-    import sqlite3
-
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.Error:
-        return {}
-    if {"studies", "trials", "alembic_version"} <= tables:
-        return {"skip_compatibility_check": True, "skip_table_creation": True}
-    return {}
 
 
 def distributions(space: Space) -> dict[str, tuple[int, int, int]]:
@@ -104,7 +39,7 @@ def distributions(space: Space) -> dict[str, tuple[int, int, int]]:
     pp, dstep, align, ep = r.pipeline_parallel, r.d_hidden_step, r.expert_align, r.expert_parallel
     d_low, d_high = math.ceil(p.min_d_hidden / dstep) * dstep, p.max_d_hidden // dstep * dstep
     return {
-        "n_layers": (math.ceil(p.min_layers / pp) * pp, p.max_layers // pp * pp, pp),
+        "n_layers": (math.ceil(max(p.min_layers, p.dense_layers + 1) / pp) * pp, p.max_layers // pp * pp, pp),
         "d_hidden": (d_low, d_high, dstep),
         "d_expert": (align * max(1, math.ceil(p.min_expert_ratio * d_low / align)),
                      align * math.floor(p.max_expert_ratio * d_high / align), align),
@@ -119,6 +54,8 @@ def describe(space: Space, values: dict[str, int]) -> dict[str, float]:
     r = space.request
     c = count(space.architecture_of(values), r.convention)
     tokens = r.compute / c.train_flops_per_token
+    if r.cluster is not None:  # tokens from days x throughput (docs/cluster.md)
+        tokens = float(space.evaluate_values({k: np.array([v]) for k, v in values.items()}).tokens[0])
     g = values["top_k"] + values["n_shared_experts"]
     return {
         "loss": float(space.law.evaluate(N=c.total.without_embeddings, D=tokens, N_a=c.active.without_embeddings,
@@ -133,7 +70,7 @@ def describe(space: Space, values: dict[str, int]) -> dict[str, float]:
         "shared_ratio_S": values["n_shared_experts"] / g,
         "total_over_active": c.total.without_embeddings / c.active.without_embeddings,
         "tokens_per_param": tokens / c.total.all,
-        "weight_memory_gb": 2 * c.total.all / 1e9,
+        "weight_memory_gb": r.bytes_per_param * c.total.all / 1e9,
         "training_memory_gb": TRAINING_BYTES_PER_PARAM * c.total.all / 1e9,
     }
 
@@ -166,71 +103,207 @@ def objective_for(space: Space, multi: bool):
     return objective
 
 
+
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+RUN_KEY = "moeplan:run:"  # study system attr per plan call: the trials it adds (their sum is the target)
+FLUSH_EVERY_S = 0.25  # a long search stores its finished trials at least this often
+# Request fields that may differ between calls joining one study (where and how it runs, not what).
+NOT_THE_REQUEST = {"storage", "study_name", "trials", "workers", "resume", "seed"}
 
 
 def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def trials_target(study: optuna.Study) -> int:
+    """Trials the study's plan calls asked for, in total (`trials_target` is the pre-0.2 single attribute)."""
+    runs = study._storage.get_study_system_attrs(study._study_id)
+    return study.user_attrs.get("trials_target", 0) + sum(v for k, v in runs.items() if k.startswith(RUN_KEY))
+
+
 def _sampler(multi: bool, seed: int):
     return (optuna.samplers.NSGAIISampler if multi else optuna.samplers.TPESampler)(seed=seed)
 
 
-def _work(storage_url: str, name: str, space: Space, n_trials: int, seed: int, multi: bool) -> None:
-    """One worker process: join the study and run `n_trials` (waiting enqueued trials first)."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.load_study(study_name=name, storage=open_storage(storage_url), sampler=_sampler(multi, seed))
-    study.optimize(objective_for(space, multi), n_trials=n_trials, catch=())
+class _Stop:
+    """SIGINT or SIGTERM while trials run: the running trial finishes, the finished ones are stored, then the
+    study stops. Never a KeyboardInterrupt inside Optuna's or the store's code (which loses state there)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._saved: dict[int, object] = {}
+
+    def __enter__(self) -> _Stop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, _signum, _frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *_exc) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+    def callback(self, study: optuna.Study, _trial) -> None:
+        if self.requested:
+            study.stop()
+
+
+def _dashboard_constraints(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """Also record the named constraints as the `constraints` list optuna-dashboard reads (it does not read
+    Optuna 5's `constraints:<name>` keys), in name order."""
+    named = sorted((k, v) for k, v in trial.system_attrs.items() if k.startswith("constraints:"))
+    if named:
+        trial.system_attrs["constraints"] = [v for _, v in named]
+    return trial
+
+
+def add_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> None:
+    """Store finished trials: in one transaction on an SQL store (one log record each on a journal)."""
+    trials = [_dashboard_constraints(t) for t in trials]
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps RDBStorage in a read cache
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        study.add_trials(trials)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    for attempt in range(5):  # Optuna's own retry for deadlocks between concurrent writers
+        try:
+            with _create_scoped_session(storage.scoped_session) as session:
+                if storage.engine.dialect.name == "sqlite":  # take the write lock first: no upgrade deadlock
+                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+                models.StudyModel.find_or_raise_by_id(study._study_id, session, for_update=True)
+                for trial in trials:
+                    storage._get_prepared_new_trial(study._study_id, trial, session)
+            return
+        except optuna.exceptions.StorageInternalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+class _Writer:
+    """Runs trials in an in-memory study that mirrors the stored one and stores finished trials in batches."""
+
+    def __init__(self, stored: optuna.Study, space: Space, multi: bool, seed: int, stop: _Stop) -> None:
+        self.stored, self.stop, self.pending = stored, stop, []
+        self.memory = optuna.create_study(directions=stored.directions, sampler=_sampler(multi, seed))
+        self.memory.add_trials(stored.get_trials(deepcopy=False, states=FINISHED))  # the sampler learns from them
+        self.objective = objective_for(space, multi)
+        self.last_flush = time.monotonic()
+
+    def _collect(self, _study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state in FINISHED:
+            self.pending.append(trial)
+        if time.monotonic() - self.last_flush > FLUSH_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            add_trials(self.stored, self.pending)
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+    def run(self, todo: list[tuple[str, dict[str, int]]], n_trials: int) -> None:
+        for role, values in todo[:n_trials]:
+            self.memory.enqueue_trial(values, user_attrs={"role": role})
+        try:
+            if n_trials > 0:
+                self.memory.optimize(self.objective, n_trials=n_trials, catch=(),
+                                     callbacks=[self._collect, self.stop.callback])
+        finally:
+            self.flush()  # what finished is stored, also when the objective failed
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker ends when its parent does, even by SIGKILL: SIGTERM on the parent's death (Linux prctl), else
+    a thread watching the parent id. SIGTERM stores the finished trials, then stops."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGTERM, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG = 1
+            raise OSError
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the watch began
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _work(storage_url: str, name: str, space: Space, n_trials: int, seed: int, multi: bool, parent: int) -> None:
+    """One worker process: join the study and run `n_trials`."""
+    with _Stop() as stop:
+        _die_with_parent(parent)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        stored = optuna.load_study(study_name=name, storage=open_storage(storage_url))
+        _Writer(stored, space, multi, seed, stop).run([], n_trials)
 
 
 def _run_workers(storage_url: str, name: str, space: Space, n_trials: int, seed: int, multi: bool,
-                 workers: int) -> None:
+                 workers: int, stop: _Stop) -> None:
     """Split `n_trials` over `workers` processes on the same study (Optuna's own scale-out)."""
     import multiprocessing
 
     shares = [n_trials // workers + (k < n_trials % workers) for k in range(workers)]
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_work, args=(storage_url, name, space, share, seed + k, multi))
+    procs = [ctx.Process(target=_work, args=(storage_url, name, space, share, seed + k, multi, os.getpid()))
              for k, share in enumerate(shares) if share]
     for proc in procs:
         proc.start()
-    try:
+    forwarded = False
+    while any(p.is_alive() for p in procs):
+        if stop.requested and not forwarded:  # a signal to this process alone reaches the workers too
+            for proc in procs:
+                if proc.is_alive():
+                    os.kill(proc.pid, signal.SIGTERM)
+            forwarded = True
         for proc in procs:
-            proc.join()
-    except KeyboardInterrupt:
-        for proc in procs:
-            proc.terminate()
-        raise
+            proc.join(timeout=0.1)
     failed = [p.exitcode for p in procs if p.exitcode]
-    if failed:
+    if failed and not stop.requested:
         raise MoeplanError(f"{len(failed)} of {len(procs)} workers failed (exit codes {failed})")
 
 
-def _fail_stale(study: optuna.Study) -> list[tuple[str, dict[str, int]]]:
-    """--resume: trials left RUNNING by a killed worker become FAIL; returns the proposals to enqueue again."""
-    again = []
+def _fail_stale(study: optuna.Study) -> None:
+    """--resume: trials a pre-0.2 moeplan left RUNNING (it stored trials while they ran) become FAIL."""
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        if "role" in t.user_attrs:
-            again.append((t.user_attrs["role"], dict(t.params)))
-    return again
 
 
-def _require_study(url: str, storage, name: str) -> None:
-    """--resume: the study must exist (the store's file is checked before the store is opened: no file made)."""
-    if name not in optuna.get_all_study_names(storage=storage):
-        raise MoeplanError(f"nothing to resume: no study {name!r} in {url}")
+def _request_key(request) -> dict:
+    return request.model_dump(mode="json", exclude=NOT_THE_REQUEST)
+
+
+def _check_same_request(study: optuna.Study, name: str, space: Space) -> None:
+    """A study holds the trials of one request: joining it with another would mix budgets in one ranking."""
+    stored = study.user_attrs.get("request")
+    if not isinstance(stored, dict):
+        raise MoeplanError(f"study {name!r} was not made by moeplan plan; use another --study")
+    stored = {k: v for k, v in stored.items() if k not in NOT_THE_REQUEST}
+    mine = _request_key(space.request)
+    differ = [k for k in mine if stored.get(k) != mine[k]]
+    if differ:
+        k = differ[0]
+        raise MoeplanError(f"study {name!r} was made for another request ({k} {stored.get(k)!r}, not "
+                           f"{mine[k]!r}); use another --study, or the same request to join or --resume it")
 
 
 def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage_url: str | None, name: str,
               trials: int | None, seed: int, multi: bool, workers: int = 1,
               resume: bool = False) -> tuple[optuna.Study, bool]:
-    """Create, join or resume the study; run the enqueued proposals and the requested trials.
+    """Create, join or resume the study; run the proposals and the requested trials.
 
-    `trials` trials are added by this call (default: one per proposal not yet in the study); the study's
-    `trials_target` records the total so `--resume` after a crash runs exactly what is missing. Returns the
-    study and whether Ctrl-C interrupted it (the study is then kept, to be resumed).
+    `trials` trials are added by this call (default: one per proposal not yet in the study); each call records
+    its count in the study, so `--resume` after a crash runs exactly what is missing. Returns the study and
+    whether Ctrl-C (or SIGTERM) stopped it (the finished trials are then stored, to be resumed).
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = storage_url or DEFAULT_STORAGE
@@ -240,49 +313,54 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
         raise MoeplanError("nothing to resume in an in-memory store")
     if resume and store_file(url) is not None and not store_file(url).is_file():
         raise MoeplanError(f"nothing to resume: no study store at {store_file(url)}")
-    storage = open_storage(url)
-    if resume:
-        _require_study(url, storage, name)
-    directions = ["minimize"] * (3 if multi else 1)
-    try:
-        study = optuna.create_study(storage=storage, study_name=name, sampler=_sampler(multi, seed),
-                                    directions=directions, load_if_exists=True)
-    except Exception as err:
-        raise MoeplanError(f"cannot create study {name!r}: {type(err).__name__}: {err}") from None
-    if len(study.directions) != len(directions):
-        raise MoeplanError(f"study {name!r} exists with {len(study.directions)} objective(s); use another --study")
-    fresh = not study.trials
-    interrupted = False
-    try:
-        if fresh:
-            with warnings.catch_warnings():  # set_metric_names is marked experimental; the dashboard uses it
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(["predicted_loss", "total_params", "active_params"] if multi
-                                       else ["predicted_loss"])
-            study.set_user_attr("request", space.request.model_dump(mode="json"))
-            study.set_user_attr("law", space.law.name)
-        if resume:
-            todo = _fail_stale(study)
-            n_trials = max(0, study.user_attrs.get("trials_target", 0) - finished_trials(study))
-        else:
+    with _Stop() as stop:
+        storage = open_storage(url)
+        study = _open_study(storage, url, name, space, multi, resume)
+        fresh = not study.get_trials(deepcopy=False)
+        try:
             done = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False, states=FINISHED)}
             todo = [(role, values) for role, values in proposals if tuple(sorted(values.items())) not in done]
-            n_trials = len(todo) if trials is None else trials
-            study.set_user_attr("trials_target", study.user_attrs.get("trials_target", 0) + n_trials)
-        for role, values in todo:
-            study.enqueue_trial(values, user_attrs={"role": role}, skip_if_exists=not resume)
-        if workers > 1:
-            # The enqueued trials run here first: popping a WAITING trial races on SQLite (no row locks),
-            # creating new ones does not.
-            first = min(len(todo), n_trials)
-            study.optimize(objective_for(space, multi), n_trials=first, catch=())
-            _run_workers(url, name, space, n_trials - first, seed, multi, workers)
-        else:
-            study.optimize(objective_for(space, multi), n_trials=n_trials, catch=())
-    except KeyboardInterrupt:
-        interrupted = True  # keep what finished: `--resume` continues from it
-    except BaseException:
-        if fresh:  # never leave a half-written study behind
-            optuna.delete_study(study_name=name, storage=storage)
-        raise
-    return study, interrupted
+            if resume:
+                _fail_stale(study)
+                n_trials = max(0, trials_target(study) - finished_trials(study))
+            else:
+                n_trials = len(todo) if trials is None else trials
+                if n_trials:
+                    study._storage.set_study_system_attr(study._study_id, f"{RUN_KEY}{uuid.uuid4().hex}", n_trials)
+            first = min(len(todo), n_trials) if workers > 1 else n_trials
+            if not stop.requested:
+                _Writer(study, space, multi, seed, stop).run(todo, first)
+            if workers > 1 and not stop.requested:
+                _run_workers(url, name, space, n_trials - first, seed, multi, workers, stop)
+        except BaseException:
+            if fresh and not study.get_trials(deepcopy=False):  # an empty study made by this call only
+                optuna.delete_study(study_name=name, storage=storage)
+            raise
+    return study, stop.requested
+
+
+def _open_study(storage, url: str, name: str, space: Space, multi: bool, resume: bool) -> optuna.Study:
+    directions = ["minimize"] * (3 if multi else 1)
+    exists = name in optuna.get_all_study_names(storage=storage)
+    if resume and not exists:
+        raise MoeplanError(f"nothing to resume: no study {name!r} in {url}")
+    if exists:
+        study = optuna.load_study(study_name=name, storage=storage)
+        if len(study.directions) != len(directions):
+            raise MoeplanError(f"study {name!r} exists with {len(study.directions)} objective(s); use another --study")
+        _check_same_request(study, name, space)
+        return study
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, directions=directions, load_if_exists=True)
+    except Exception as err:
+        raise MoeplanError(f"cannot create study {name!r}: {type(err).__name__}: {err}") from None
+    if not study.user_attrs.get("request"):  # another call may have made it a moment ago
+        with warnings.catch_warnings():  # set_metric_names is marked experimental; the dashboard uses it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["predicted_loss", "total_params", "active_params"] if multi
+                                   else ["predicted_loss"])
+        study.set_user_attr("request", space.request.model_dump(mode="json"))
+        study.set_user_attr("law", space.law.name)
+    else:
+        _check_same_request(study, name, space)
+    return study

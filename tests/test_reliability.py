@@ -1,0 +1,230 @@
+"""Issue 15: what a user has is never lost or damaged by moeplan, a failure or a signal (stores, studies)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from moeplan.errors import MoeplanError
+from moeplan.planner import PlanRequest, Priors, plan
+from moeplan.planner.study import add_trials, trials_target
+from moeplan.store import open_storage
+
+SMALL = ["--flops", "1e21", "--max-d-hidden", "2048", "--max-experts", "64", "--max-top-k", "8", "--max-shared", "2"]
+PRIORS = Priors(max_d_hidden=2048, max_experts=64, max_top_k=8, max_shared=2)
+MOEPLAN = [sys.executable, "-c", "from moeplan.cli.main import main; main()"]
+TORN = ('{"op_code": 0, "worker_id": "x", "study_name": "a", "directions": [1]}\n'
+        '{"op_code": 0, "worker_id": "x", "study_nam')
+
+
+def run(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([*MOEPLAN, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def request(url: str, **kw) -> PlanRequest:
+    return PlanRequest(**({"flops": 1e21, "priors": PRIORS, "storage": url} | kw))
+
+
+# -- stores -------------------------------------------------------------------------------------------
+def test_a_torn_journal_is_refused_and_left_as_it_was(tmp_path, cli):
+    journal = tmp_path / "j.log"
+    journal.write_text(TORN)
+    for _ in range(2):
+        result = cli("plan", *SMALL, "--storage", f"journal:{journal}")
+        assert result.code == 1 and len(result.err.strip().splitlines()) == 1, result.err
+        assert "cut off by a crash" in result.err and f"truncate -s 71 {journal}" in result.err
+    assert journal.read_text() == TORN
+    os.truncate(journal, 71)  # the repair the message gives: Optuna and moeplan read it again
+    assert cli("plan", *SMALL, "--storage", f"journal:{journal}", "--json").code == 0
+
+
+def test_another_applications_sqlite_file_is_refused_untouched(tmp_path, cli):
+    app = tmp_path / "app.db"
+    with sqlite3.connect(app) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO users (name) VALUES ('ada')")
+    before = app.read_bytes()
+    result = cli("plan", *SMALL, "--storage", f"sqlite:///{app}")
+    assert result.code == 1, result.err
+    assert result.err.strip() == (f"moeplan: error: sqlite:///{app} holds tables of another application (users); "
+                                  "moeplan will not add its tables there: give a store of its own")
+    assert app.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # not even WAL
+
+
+def test_moeplans_own_tables_are_accepted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'team.db'}"
+    plan(request(url))
+    with sqlite3.connect(tmp_path / "team.db") as db:
+        db.execute("CREATE TABLE moeplan_jobs (id INTEGER PRIMARY KEY)")
+    assert plan(request(url, flops=2e21)).trials > 0
+
+
+def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path, cli):
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes\n" * 100)
+    result = cli("plan", *SMALL, "--storage", f"sqlite:///{notes}")
+    assert result.code == 1 and "not an SQLite database" in result.err
+    assert notes.read_text() == "my notes\n" * 100
+
+
+def test_an_existing_store_opens_without_optunas_migration_machinery(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    plan(request(url))
+    probe = ("import sys; from moeplan.store import open_storage; import optuna; "
+             f"s = open_storage({url!r}); optuna.get_all_study_names(s); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_server_that_never_answers_gets_one_line_within_seconds():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    port = listener.getsockname()[1]
+    start = time.monotonic()
+    try:
+        result = run("plan", *SMALL, "--storage", f"postgresql+psycopg://u@127.0.0.1:{port}/db", timeout=120)
+    finally:
+        listener.close()
+    assert time.monotonic() - start < 40  # the connect timeout is 10 s
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"moeplan: error: cannot open storage 'postgresql+psycopg://u@127.0.0.1:{port}")
+
+
+# -- studies ------------------------------------------------------------------------------------------
+def test_a_plans_trials_are_stored_in_one_transaction(tmp_path):
+    import sqlalchemy
+
+    memory = optuna.create_study()
+    memory.optimize(lambda t: t.suggest_int("x", 0, 9) ** 2, n_trials=10)
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    stored = optuna.create_study(storage=storage, study_name="s")
+    commits = []
+    sqlalchemy.event.listen(storage.engine, "commit", lambda _conn: commits.append(1))
+    add_trials(stored, memory.trials)
+    assert len(commits) == 1
+    assert [(t.number, t.params, t.value) for t in stored.trials] == [(t.number, t.params, t.value)
+                                                                      for t in memory.trials]
+
+
+def test_a_study_is_refused_for_another_request(tmp_path, cli):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    first = cli("plan", *SMALL, "--storage", url, "--study", "mine", "--json").json()["trials"]
+    for flags in (["--flops", "1e24"], ["--flops", "1e24", "--resume"]):
+        result = cli("plan", *SMALL, *flags, "--storage", url, "--study", "mine")
+        assert result.code == 1, result.err
+        assert result.err.strip() == ("moeplan: error: study 'mine' was made for another request (flops 1e+21, "
+                                      "not 1e+24); use another --study, or the same request to join or --resume it")
+    again = cli("plan", *SMALL, "--storage", url, "--study", "mine", "--seed", "3", "--trials", "5", "--json")
+    assert again.code == 0 and again.json()["trials"] == first + 5  # the same request joins it, any seed
+
+
+def test_a_study_with_finished_trials_survives_a_failing_trial(tmp_path, monkeypatch):
+    from moeplan.planner import study as study_module
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    real, calls = study_module.describe, []
+
+    def describe_then_fail(space, values):
+        calls.append(1)
+        if len(calls) > 3:  # the objective's fourth trial (plan.py holds its own reference)
+            raise RuntimeError("disk on fire")
+        return real(space, values)
+
+    monkeypatch.setattr(study_module, "describe", describe_then_fail)
+    with pytest.raises(RuntimeError):
+        plan(request(url, study_name="kept", trials=20))
+    kept = optuna.load_study(study_name="kept", storage=url)
+    assert len(kept.trials) == 3 and all(t.state.is_finished() for t in kept.trials)
+
+
+def test_concurrent_plans_on_one_study_record_the_trials_they_ran(tmp_path):
+    """Two plans on one fresh SQLite file at once: no schema race, and the target is what both ran."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    procs = [subprocess.Popen([*MOEPLAN, "plan", *SMALL, "--storage", url, "--study", "both", "--trials", "30",
+                               "--seed", str(k), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
+    study = optuna.load_study(study_name="both", storage=url)
+    assert len(study.trials) == trials_target(study) == 60
+
+
+def test_store_errors_are_moeplan_errors(tmp_path):
+    with pytest.raises(MoeplanError, match="a folder"):
+        open_storage(f"sqlite:///{tmp_path}")
+    with pytest.raises(MoeplanError, match="a folder"):
+        open_storage(f"journal:{tmp_path}")
+
+
+# -- signals ------------------------------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_killed_parent_and_keep_their_trials(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    p = subprocess.Popen([*MOEPLAN, "plan", *SMALL, "--storage", url, "--study", "w", "--trials", "3000",
+                          "--workers", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_children(p.pid)) < 2:
+        time.sleep(0.2)
+    workers = [c for c in _children(p.pid)]
+    assert workers, "no worker started"
+    time.sleep(3)
+    p.kill()
+    p.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
+    study = optuna.load_study(study_name="w", storage=url)
+    assert all(t.state.is_finished() for t in study.trials) and len(study.trials) > 10
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_workers_stores_every_finished_trial_and_stops_them(tmp_path):
+    import signal
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    p = subprocess.Popen([*MOEPLAN, "plan", *SMALL, "--storage", url, "--study", "w", "--trials", "3000",
+                          "--workers", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_children(p.pid)) < 2:
+        time.sleep(0.2)
+    workers = _children(p.pid)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert json.loads(out)["interrupted"] is True and "Traceback" not in err
+    deadline = time.time() + 10  # multiprocessing's resource tracker leaves when it reads the parent's exit
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
+    study = optuna.load_study(study_name="w", storage=url)
+    assert all(t.state.is_finished() for t in study.trials)
+    assert json.loads(out)["trials"] <= len(study.trials) < 3000
