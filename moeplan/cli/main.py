@@ -14,6 +14,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
 from moeplan import __version__
+from moeplan.cli.assess import assess_command
 from moeplan.cli.count import count_command
 from moeplan.cli.laws import derive_command, laws_command, leverage_command, predict_command
 from moeplan.cli.dashboard import dashboard_command
@@ -66,6 +67,7 @@ app.command("memory")(memory_command)
 app.command("layout")(layout_command)
 app.command("serve")(serve_command)
 app.command("sweep")(sweep_command)
+app.command("assess")(assess_command)
 
 
 def _fail(message: str, code: int) -> None:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
@@ -25,6 +26,7 @@ PRIORS = "Shape priors"
 CAPS = "Budget and caps"
 SEARCH = "Search and study"
 CLUSTER = "Cluster"
+DECIDE = "Decisions (docs/decisions.md)"
 
 
 def _opt(*names, help: str, panel: str = CAPS, **kw):
@@ -74,10 +76,21 @@ def plan_command(
     min_tokens_per_param: Annotated[
         float, _opt("--min-tokens-per-param", help="Floor on tokens per total parameter.", panel=PRIORS)] = 20.0,
     objective: Annotated[
-        Literal["loss", "efficient", "pareto"],
-        _opt("--objective", help="loss; efficient (fewest FLOPs/token within --tolerance); pareto (3-objective "
-             "study: the non-dominated trials of the near-optimal band, not a full Pareto front).", panel=SEARCH)
+        Literal["loss", "efficient", "pareto", "cost"],
+        _opt("--objective", help="loss; efficient (fewest FLOPs/token within --tolerance); pareto (exact "
+             "loss-memory and loss-serving fronts, recorded as the study); cost (least lifetime FLOPs: training "
+             "+ serving --serve-tokens).", panel=SEARCH)
     ] = "loss",
+    laws: Annotated[str | None, _opt("--laws", help="Compare laws: names or fitted JSON files, comma-separated.",
+                                     panel=DECIDE)] = None,
+    robust: Annotated[bool, _opt("--robust", help="Minimax regret over the bootstrap samples of --law-params.",
+                                 panel=DECIDE)] = False,
+    serve_tokens: Annotated[float | None, _opt("--serve-tokens", help="Tokens served over the model's life.",
+                                               panel=DECIDE)] = None,
+    serve_context: Annotated[int | None, _opt("--serve-context", help="Context of a served token (default seq len).",
+                                              panel=DECIDE)] = None,
+    target_loss: Annotated[float | None, _opt("--target-loss", help="Loss the cost objective must reach.",
+                                              panel=DECIDE)] = None,
     tolerance: Annotated[float, _opt("--tolerance", help="Loss tolerance of the near-optimal band.", panel=SEARCH)] = 0.001,
     trials: Annotated[int | None, _opt("--trials", help="Optuna trials (default: seeds+plan+band).", panel=SEARCH)] = None,
     seed: Annotated[int, _opt("--seed", help="Sampler seed.", panel=SEARCH)] = 0,
@@ -154,6 +167,8 @@ def plan_command(
         expert_parallel=ep, pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
         objective=objective, tolerance=tolerance, trials=trials, seed=seed, study_name=study,
         workers=workers, resume=resume, family=family, band_keep=band_keep, max_memory_gb=max_memory_gb,
+        laws=_law_list(laws), robust=robust, serve_tokens=serve_tokens, serve_context=serve_context,
+        target_loss=target_loss,
         storage=storage if storage is not None else DEFAULT_STORAGE,  # the API's default keeps no file
     )
     prior_fields = dict(
@@ -201,6 +216,15 @@ def plan_command(
 
 
 PLOTS = ("isoflop", "band", "pareto")
+
+
+def _law_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise UsageError("--laws takes law names or fitted JSON files separated by commas")
+    return names
 
 
 def write_plan_plots(request, path: Path, result=None, dpi: int = 120, force: bool = True) -> list[Path]:
@@ -305,7 +329,8 @@ def render(p) -> None:
                         f"study {escape(p.study_name)} in {escape(p.storage)} ({p.trials:,} trials)")
     stdout.print(t)
     if p.pareto_front:
-        rows, title = p.pareto_front, "non-dominated trials of the band (not a full Pareto front)"
+        rows, title = p.pareto_front, ("exact Pareto fronts (loss against total parameters, and against serving "
+                                       "FLOPs/token): the first 10 by total parameters")
     else:
         rows, title = p.alternatives, "the plan (*) and near-optimal alternatives"
     alt = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
@@ -321,6 +346,7 @@ def render(p) -> None:
                     f"{c.loss:.4f}")
     stdout.print(alt)
     stdout.print("[dim]assumptions: " + escape(" | ".join(p.assumptions)) + "[/dim]")
+    render_decisions(p)
 
 
 def _axes_of(c) -> tuple:
@@ -335,3 +361,72 @@ def _candidate_of(p):
     return Candidate(n_layers=a.n_layers, d_hidden=a.d_hidden, d_expert=a.d_expert, n_experts=a.n_experts,
                      top_k=a.top_k, n_shared_experts=a.n_shared_experts, loss=p.loss, total_params=p.total.all,
                      active_params=p.active.all, tokens=p.tokens, train_flops_per_token=p.train_flops_per_token)
+
+
+def render_decisions(p) -> None:
+    """The robust, lifetime and Pareto sub-models, when the plan has them."""
+    if p.robust is not None:
+        render_robust(p.robust)
+    if p.lifetime is not None:
+        render_lifetime(p.lifetime)
+    if p.pareto is not None:
+        stdout.print(f"pareto: {len(p.pareto.points)} architectures on the exact loss-memory and loss-serving fronts "
+                     f"(serving at context {p.pareto.serve_context}); study {p.pareto.study_name} holds them as "
+                     "trials: moeplan dashboard shows the front")
+
+
+def _cell(x: float) -> str:
+    """A regret: 0 exactly, else three significant digits (regrets span 1e-6 to 1e-1 nats)."""
+    return "inf" if x == float("inf") else ("0" if x == 0 else f"{x:.3g}")
+
+
+def _role(role: str) -> str:
+    head, _, names = role.partition(" of ")
+    names = names.split(", ")
+    return role if len(names) <= 3 else f"{head} of {', '.join(names[:2])} and {len(names) - 2} more"
+
+
+def render_robust(r) -> None:
+    """Disagreement table: each law's optimum and the minimax design, regret under each law."""
+    many = len(r.laws) > 6  # bootstrap samples: summarise the columns
+    t = Table(title="disagreement: regret of each design (rows) under each law (columns)", title_justify="left",
+              caption=r.disagreement)
+    t.add_column("design", overflow="fold")
+    t.add_column("shape", overflow="fold")
+    columns = ["worst", "median", "95th pct"] if many else r.laws + ["worst"]
+    for col in columns:
+        t.add_column(col, justify="right", no_wrap=True)
+    rows = r.optima if not many else [r.point_estimate]
+    rows = [*rows, r.minimax]
+    for c in rows:
+        if many:
+            cells = [_cell(c.worst_regret), _cell(float(np.median(c.regret))),
+                     _cell(float(np.percentile(c.regret, 95)))]
+        else:
+            cells = [_cell(x) for x in c.regret] + [_cell(c.worst_regret)]
+        t.add_row(_role(c.role), c.design.shape(), *cells)
+    stdout.print(t)
+    certified = "exact over the whole space" if r.exact else "over the union of the laws' near-optimal bands"
+    stdout.print(f"minimax regret {_cell(r.minimax.worst_regret)} ({certified}, {r.candidates_considered:,} "
+                 f"candidates) against the point estimate's worst case {_cell(r.point_estimate.worst_regret)}")
+
+
+def render_lifetime(life) -> None:
+    """The cheapest design over its life beside the loss-optimal plan trained to the same loss."""
+    t = Table(title=f"lifetime cost: train to loss {life.target_loss:.4f} ({life.target_source}), "
+                    f"serve {human(life.serve_tokens)} tokens at context {life.serve_context}",
+              title_justify="left", caption=f"lifetime FLOPs saved: {life.saving:.1%}")
+    t.add_column("")
+    t.add_column("cheapest (cost)", justify="right", no_wrap=True)
+    t.add_column("loss plan", justify="right", no_wrap=True)
+    cheap, plan = life.cheapest, life.loss_plan
+    rows = (("shape", lambda c: c.design.shape()), ("active params", lambda c: human(c.design.active_params)),
+            ("total params", lambda c: human(c.design.total_params)), ("tokens", lambda c: human(c.design.tokens)),
+            ("predicted loss", lambda c: f"{c.design.loss:.4f}"), ("train FLOPs", lambda c: f"{c.train_flops:.4g}"),
+            ("serve FLOPs/token", lambda c: f"{c.serve_flops_per_token:.4g}"),
+            ("serve FLOPs", lambda c: f"{c.serve_flops:.4g}"),
+            ("lifetime FLOPs", lambda c: f"[bold]{c.lifetime_flops:.4g}[/bold]"),
+            ("KV cache bytes/token", lambda c: human(c.kv_cache_bytes_per_token)))
+    for name, cell in rows:
+        t.add_row(name, cell(cheap), cell(plan))
+    stdout.print(t)

@@ -81,6 +81,11 @@ def load_runs(path: Path, law: Law, columns: dict[str, str] | None = None,
         if by_architecture:
             fields = {k: int(_number(row, k, line)) for k in ARCH_FIELDS if k in header and row.get(k, "").strip()}
             try:
+                family = (row.get("family") or "").strip()
+                if family:  # what that transformers family fixes (router bias, q/k norms, ...) is counted too
+                    from moeplan.planner.family import plan_family
+
+                    fields |= plan_family(family).features
                 inputs = law_inputs(law, count(architecture(fields)), tokens=_number(row, "tokens", line))
             except MoeplanError as err:
                 raise MoeplanError(f"row {line}: {err}") from None

@@ -19,7 +19,10 @@ from moeplan.cluster.report import ClusterPlan
 from moeplan.laws.inputs import of_count
 from moeplan.laws.model import Extrapolation, Law, Variable
 from moeplan.planner.binding import Binding, binding_constraints
+from moeplan.planner.lifetime import Lifetime
+from moeplan.planner.pareto import ParetoFront
 from moeplan.planner.request import PlanRequest
+from moeplan.planner.robust import Robustness
 from moeplan.planner.solve import enumerate_space, solve
 from moeplan.planner.space import AXES, Space
 from moeplan.planner.study import FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
@@ -122,6 +125,12 @@ class Plan(BaseModel):
     cluster: ClusterPlan | None = Field(None, description="layout, memory per device, speed and calendar (--gpus)")
     without_prior: Candidate | None = Field(
         None, description="what the law and the cluster pick with no tokens-per-parameter floor (--gpus)")
+
+    # decisions (docs/decisions.md): set by --laws/--robust, --objective cost and --objective pareto
+    robust: Robustness | None = None
+    lifetime: Lifetime | None = Field(None, description="objective cost: the cheapest design over its life, "
+                                                        "beside this (loss-optimal) plan trained to the same loss")
+    pareto: ParetoFront | None = None
 
 
 def load_law(request: PlanRequest) -> Law:
@@ -260,9 +269,7 @@ def assumptions(space: Space) -> list[str]:
 def plan(request: PlanRequest, verify: bool = False) -> Plan:
     """The buildable MoE with the lowest predicted loss for `request`, certified exact by construction."""
     law, samples = law_and_samples(request)
-    why = law.can_score()
-    if why is not None:
-        raise MoeplanError(why)
+    check_plannable(law)
     space = Space(request, law)
     space.check()
     if request.cluster is not None:
@@ -292,8 +299,12 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     proposals = [("seed", _axes(c)) for c in seed_candidates] + [("plan", _axes(best))]
     proposals += [("band", _axes(c)) for c in alternatives]
     multi = request.objective == "pareto"
-    study, interrupted = run_study(space, proposals, request.storage, name, request.trials, request.seed, multi,
-                                   request.workers, request.resume)
+    front = None
+    if multi:  # the exact fronts are the study's trials (docs/decisions.md)
+        front, study, interrupted = _record_pareto(space, name)
+    else:
+        study, interrupted = run_study(space, proposals, request.storage, name, request.trials, request.seed, multi,
+                                       request.workers, request.resume)
 
     certificate = None
     if verify:
@@ -311,7 +322,36 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     if samples:
         losses = [float(law.with_values(s, source="bootstrap").loss(plan_.law_inputs)) for s in samples]
         plan_ = plan_.model_copy(update={"loss_interval": tuple(np.percentile(losses, [2.5, 97.5]).tolist())})
-    return plan_
+    return plan_.model_copy(update=_decisions(space, best, front))
+
+
+def check_plannable(law: Law) -> None:
+    """Refuse, in one line, a law the planner cannot score architectures with (the law protocol's `can_score`)."""
+    why = law.can_score()
+    if why is not None:
+        raise MoeplanError(why)
+
+
+def _record_pareto(space: Space, name: str):
+    from moeplan.planner.pareto import pareto_fronts, record_front
+
+    front = pareto_fronts(space)
+    study = record_front(space, front, space.request.storage, name)
+    return front.model_copy(update={"study_name": name}), study, False
+
+
+def _decisions(space: Space, best: Candidate, front) -> dict:
+    """The sub-models of --laws/--robust (robust), objective cost (lifetime) and pareto."""
+    from moeplan.planner.lifetime import lifetime_plan
+    from moeplan.planner.robust import load_laws, robust_plan
+
+    r = space.request
+    out: dict = {"pareto": front}
+    if r.laws or r.robust:
+        out["robust"] = robust_plan(r, load_laws(r))
+    if r.objective == "cost":
+        out["lifetime"] = lifetime_plan(space, _axes(best), best.loss)
+    return out
 
 
 def _without_prior(request: PlanRequest, law: Law, prior_loss: float) -> Candidate | None:

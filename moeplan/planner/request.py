@@ -93,9 +93,10 @@ class PlanRequest(BaseModel):
                                       description="d_expert (and the dense FFN width) is a multiple of this")
     priors: Priors = Field(Priors(), description="shape priors (docs/planning.md)")
 
-    objective: Literal["loss", "efficient", "pareto"] = Field(
+    objective: Literal["loss", "efficient", "pareto", "cost"] = Field(
         "loss", description="loss: lowest predicted loss; efficient: fewest FLOPs/token within the tolerance; "
-        "pareto: 3-objective study")
+        "pareto: exact loss-memory and loss-serving fronts as a study; cost: least lifetime FLOPs "
+        "(docs/decisions.md)")
     tolerance: float = Field(0.001, ge=0, le=1.0, description="loss tolerance of the near-optimal band (nats; the band is streamed, its size exact)")
     trials: PositiveInt | None = Field(None, le=1_000_000,
                                        description="Optuna trials; default: seeds + optimum + band best")
@@ -110,6 +111,29 @@ class PlanRequest(BaseModel):
     max_memory_gb: PositiveFloat = Field(2.0, le=1024, description="memory the search may use; beyond it, one error line")
 
     cluster: ClusterBudget | None = Field(None, description="devices, days and training choices (docs/cluster.md)")
+
+    # Decisions under uncertainty and lifetime cost (docs/decisions.md)
+    laws: tuple[str, ...] | None = Field(None, max_length=16,
+                                         description="laws to compare (names or fitted-constant JSON files)")
+    robust: bool = Field(False, description="plan across the bootstrap samples of law_params (minimax regret)")
+    serve_tokens: float | None = Field(None, ge=0, le=1e20, description="tokens served over the model's life (cost, pareto)")
+    serve_context: PositiveInt | None = Field(None, le=1 << 24, description="context of a served token; default seq_len")
+    target_loss: PositiveFloat | None = Field(None, le=100, description="loss the cost objective must reach")
+
+    @model_validator(mode="after")
+    def _decisions(self) -> PlanRequest:
+        if self.objective == "cost" and self.serve_tokens is None:
+            raise ValueError("objective cost needs serve_tokens (tokens served over the model's life)")
+        if self.target_loss is not None and self.objective != "cost":
+            raise ValueError("target_loss is for objective cost")
+        if self.objective == "pareto" and self.trials is not None:
+            raise ValueError("objective pareto records the exact fronts as the study's trials: trials is not used")
+        return self
+
+    @property
+    def context(self) -> int:
+        """Context a served token attends to: serve_context, or the training sequence length."""
+        return self.serve_context or self.seq_len
 
     @model_validator(mode="after")
     def _budget(self) -> PlanRequest:

@@ -230,6 +230,15 @@ def _mapped(space: Space, ev: Evaluation, axes: dict) -> Evaluation:
     return replace(ev, inputs=space.law.inputs(q))
 
 
+def with_tokens(space: Space, ev: Evaluation, tokens) -> Evaluation:
+    """`ev` trained on `tokens` instead: its tokens and the law inputs fed by the token count (quantity D)."""
+    inputs = dict(ev.inputs)
+    for v in space.law.variables:
+        if v.quantity == "D":
+            inputs[v.name] = np.asarray(tokens, dtype=np.float64)
+    return replace(ev, tokens=tokens, inputs=inputs)
+
+
 def _initial_chunks(space: Space, combos):
     """The boxes spanning each ((layers, d_hidden), combo): whole expert-width and expert-count ranges, in
     chunks of about 4 batches so that the search never holds all of them at once."""
@@ -244,6 +253,15 @@ def _initial_chunks(space: Space, combos):
         ih = np.full_like(il, space.expert_count_range[1])
         keep = il <= ih
         yield pair[keep], combo[keep], j_lo[pair][keep], j_hi[pair][keep], il[keep], ih[keep]
+
+
+def initial_boxes(space: Space, combos=None) -> tuple[np.ndarray, ...]:
+    """Every initial box at once, as (pair, combo, jl, jh, il, ih): for searches that keep their whole frontier
+    (moeplan.planner.lifetime, moeplan.planner.pareto)."""
+    parts = list(_initial_chunks(space, combos))
+    if not parts:
+        return tuple(np.empty(0, dtype=np.int64) for _ in range(6))
+    return tuple(np.concatenate(c) for c in zip(*parts, strict=True))
 
 
 def _pop(stack: list, size: int):

@@ -105,7 +105,7 @@ def _lattice(space: Space) -> dict[str, np.ndarray]:
     # pairs whose smallest model (top-1, one expert group, narrowest experts) cannot train on the budget
     # cannot hold a trainable point at all: drop them before the lattice multiplies them
     smallest = space.evaluate(np.arange(len(j_lo)), 0, j_lo, 1)
-    pairs = np.flatnonzero(space.feasible(smallest.total, smallest.tokens))
+    pairs = np.flatnonzero(smallest.feasible)
     i_max = space.expert_count_range[1]
     counts = np.unique(np.round(np.geomspace(1, i_max, 8)).astype(np.int64))
     combos = np.arange(len(space.combos[0]))

@@ -12,11 +12,12 @@ from moeplan.errors import MoeplanError
 from moeplan.files import write_text_atomic
 from moeplan.flops.architecture import Architecture
 from moeplan.flops.export import render_export
+from moeplan.planner.family import DEFAULT_FAMILY
 from moeplan.planner.space import AXES
 from moeplan.sweep.candidates import sweep_space
 from moeplan.sweep.sweep import Sweep, SweepRun
 
-CSV_COLUMNS = ("run", "compute", "tokens", "n_layers", "d_hidden", "n_heads", "n_kv_heads", "d_head", "d_expert",
+CSV_COLUMNS = ("run", "compute", "tokens", "family", "n_layers", "d_hidden", "n_heads", "n_kv_heads", "d_head", "d_expert",
                "n_experts", "top_k", "n_shared_experts", "vocab_size", "seq_len", "total_params",
                "N", "N_a", "D", "G", "S", "prior_loss", "loss")
 
@@ -40,7 +41,8 @@ def render_csv(sweep: Sweep) -> str:
     writer.writerow(CSV_COLUMNS)
     r = sweep.request
     for run in sweep.runs:
-        values = run.model_dump() | {"vocab_size": r.vocab_size, "seq_len": r.seq_len, "D": run.tokens, "loss": ""}
+        values = run.model_dump() | {"vocab_size": r.vocab_size, "seq_len": r.seq_len, "D": run.tokens, "loss": "",
+                                     "family": DEFAULT_FAMILY}
         writer.writerow([values[c] for c in CSV_COLUMNS])  # floats as repr: they read back exactly
     return out.getvalue()
 
@@ -56,6 +58,6 @@ def write_sweep(sweep: Sweep, out: Path) -> list[Path]:
     texts: dict[Path, str] = {out / "sweep.csv": render_csv(sweep), out / "sweep.json": sweep.model_dump_json(indent=2) + "\n"}
     for run in sweep.runs:
         arch = run_architecture(sweep, run)
-        texts[out / "configs" / run_folder(run) / "config.json"] = render_export(arch, "hf")
+        texts[out / "configs" / run_folder(run) / "config.json"] = render_export(arch, "hf", DEFAULT_FAMILY)
         texts[out / "configs" / run_folder(run) / "megatron.args"] = render_export(arch, "megatron")
     return [write_text_atomic(path, text, parents=True) for path, text in texts.items()]
