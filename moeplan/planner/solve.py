@@ -181,7 +181,9 @@ def lower_bound(space: Space, combo, lo, hi) -> np.ndarray:
 
 
 def upper_bound(space: Space, combo, lo, hi) -> np.ndarray:
-    """[HY] loss bound from above over boxes: each term of `lower_bound` at its maximising corner."""
+    """[HY] loss bound from above over boxes: each term of `lower_bound` at its maximising corner. Used only
+    to count boxes wholly inside the band at once; a law without one may return +inf (boxes are then split
+    into points: slower, still exact)."""
     v = space.law.values
     A = _experts_factor(space, combo)
 
@@ -442,10 +444,13 @@ def solve(space: Space, tolerance: float, keep: int = DEFAULT_KEEP, max_memory_g
 
 
 def enumerate_space(space: Space, tolerance: float, keep: int = DEFAULT_KEEP,
-                    max_memory_gb: float = DEFAULT_MEMORY_GB, chunk: int = 1 << 21) -> Band:
-    """The certificate: every point of the space evaluated, in chunks of about `chunk` points, the band
-    streamed as in `branch_and_bound` (a second pass only if the band outgrew its buffer too early)."""
+                    max_memory_gb: float = DEFAULT_MEMORY_GB, chunk: int | None = None) -> Band:
+    """The certificate: every point of the space evaluated, in chunks of about `chunk` points (by default
+    2 million, fewer if the memory allowance is small: counting one point takes about 500 bytes of
+    temporaries), the band streamed as in `branch_and_bound` (a second pass only if the band outgrew its
+    buffer before the optimum was found)."""
     capacity = _capacity(keep, max_memory_gb)
+    chunk = chunk or max(BATCH, min(1 << 21, int(max_memory_gb * 1e9 / 4 / 500)))
     try:
         stream = _BandStream(space, tolerance, keep, capacity)
         best, evaluated = _enumerate(space, stream, chunk)
