@@ -244,8 +244,9 @@ def _initial_chunks(space: Space, combos):
         pair, combo = pair.ravel(), combo.ravel()
         il = space.min_expert_index(space.combos[0][combo])
         ih = np.full_like(il, space.expert_count_range[1])
-        keep = il <= ih
-        yield pair[keep], combo[keep], j_lo[pair][keep], j_hi[pair][keep], il[keep], ih[keep]
+        keep = il <= ih  # a combo needs more experts than it routes to
+        if keep.any():
+            yield pair[keep], combo[keep], j_lo[pair][keep], j_hi[pair][keep], il[keep], ih[keep]
 
 
 def _pop(stack: list, size: int):
@@ -260,7 +261,7 @@ def _pop(stack: list, size: int):
             stack.append(tuple(_at(x, slice(None, cut)) for x in top))
             top = tuple(_at(x, slice(cut, None)) for x in top)
         taken.append(top)
-        n += m if n + m <= size else size - n
+        n += len(top[0])
     return tuple(_cat(list(c)) for c in zip(*taken, strict=True))
 
 
