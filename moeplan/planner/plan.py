@@ -196,10 +196,12 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
         raise MoeplanError(f"planning needs the [HY] form (hy, or constants fitted to it); law {law.name!r} is for "
                            "moeplan predict and fit")
     space = Space(request, law)
-    space.check()
-
-    band, seeds, evaluated = solve(space, request.tolerance, keep=request.band_keep,
-                                   max_memory_gb=request.max_memory_gb)
+    try:  # the axes themselves can be too large for memory when priors are set absurdly wide
+        space.check()
+        band, seeds, evaluated = solve(space, request.tolerance, keep=request.band_keep,
+                                       max_memory_gb=request.max_memory_gb)
+    except MemoryError:
+        raise MoeplanError("the buildable space's axes do not fit in memory: narrow the priors") from None
     if len(band) == 0:
         raise _infeasible(space)
 
