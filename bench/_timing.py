@@ -60,3 +60,23 @@ def floor(runs: int = 5) -> tuple[float, float]:
 
 def load() -> str:
     return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
+class Clock:
+    """Wall and CPU time of a block run in this process (its waited-for children included)."""
+
+    def __enter__(self) -> Clock:
+        self._wall, self._cpu = time.perf_counter(), _cpu_now()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self._wall, _cpu_now() - self._cpu
+
+
+def _cpu_now() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def versus_floor(wall: float, cpu: float, floor_: tuple[float, float]) -> str:
+    return f"wall {wall:.2f} s ({wall / floor_[0]:.1f}x floor), CPU {cpu:.2f} s ({cpu / floor_[1]:.1f}x floor)"

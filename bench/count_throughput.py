@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from moeplan import Architecture, count
 from moeplan.flops.vectorised import count_arrays
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import Clock, floor, load, versus_floor  # noqa: E402
 
 
 def main() -> None:
@@ -35,12 +40,15 @@ def main() -> None:
     template = Architecture(n_layers=48, d_hidden=2048, n_heads=16, n_kv_heads=2, d_head=128, d_expert=768,
                             n_experts=128, top_k=8, vocab_size=128256, seq_len=4096)
 
+    print(load())
+    base = floor()
     vec_times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        out = count_arrays(template, "exact", **grid)
-        _ = out.total["without_embeddings"], out.active["without_embeddings"], out.train_flops_per_token
-        vec_times.append(time.perf_counter() - start)
+    with Clock() as vec_clock:
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            out = count_arrays(template, "exact", **grid)
+            _ = out.total["without_embeddings"], out.active["without_embeddings"], out.train_flops_per_token
+            vec_times.append(time.perf_counter() - start)
 
     sample = rng.choice(n, size=2000, replace=False)
     archs = [template.model_copy(update={k: int(v[i]) for k, v in grid.items()}) for i in sample]
@@ -53,7 +61,8 @@ def main() -> None:
 
     vec_rate = n / statistics.median(vec_times)
     scalar_rate = len(archs) / scalar_time
-    print(f"vectorised: {vec_rate / 1e6:.2f} M architectures/s (median of {args.repeats} x {n:,})")
+    print(f"vectorised: {vec_rate / 1e6:.2f} M architectures/s (median of {args.repeats} x {n:,}); all repeats: "
+          f"{versus_floor(vec_clock.wall, vec_clock.cpu, base)}")
     print(f"layer-wise: {scalar_rate:,.0f} architectures/s ({len(archs):,} counted)")
     print(f"ratio vectorised/layer-wise: {vec_rate / scalar_rate:,.0f}x")
     print(f"goal >= 5 M/s vectorised: {'met' if vec_rate >= 5e6 else 'NOT met'}")

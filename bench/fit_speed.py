@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from moeplan.laws import get_law
 from moeplan.laws.fit import Runs, bootstrap, fit_law, huber_objective
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import Clock, floor, load, versus_floor  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "hy_table6_configs.csv"
 
@@ -32,19 +35,23 @@ def main() -> None:
     x = {k: np.array([float(r[k]) for r in rows]) for k in ("N", "N_a", "D", "G", "S")}
     runs = Runs(x, law.evaluate(**x) + np.random.default_rng(0).normal(0, 0.005, len(rows)))
     objective = huber_objective(1e-3)
+    print(load())
+    base = floor()
 
-    start = time.perf_counter()
-    result = fit_law(law, runs, objective, starts=args.starts)
-    t_fit = time.perf_counter() - start
+    with Clock() as fit_clock:
+        result = fit_law(law, runs, objective, starts=args.starts)
+    t_fit = fit_clock.wall
     v = result.values
-    print(f"fit: {len(runs)} runs, {args.starts} starts: {t_fit:.2f} s (goal < 10 s: {'met' if t_fit < 10 else 'NOT met'}); "
+    print(f"fit: {len(runs)} runs, {args.starts} starts: {versus_floor(fit_clock.wall, fit_clock.cpu, base)} "
+          f"(goal < 10 s: {'met' if t_fit < 10 else 'NOT met'}); "
           f"G* {np.sqrt(v['f'] / v['e']):.3f} (published 6.778), S* {-v['n'] / (2 * v['m']):.3f} (0.315)")
 
-    start = time.perf_counter()
-    samples = bootstrap(law, runs, objective, v, args.bootstrap, seed=0, workers=2)
-    t_boot = time.perf_counter() - start
+    with Clock() as boot_clock:
+        samples = bootstrap(law, runs, objective, v, args.bootstrap, seed=0, workers=2)
+    t_boot = boot_clock.wall
     g = [np.sqrt(s["f"] / s["e"]) for s in samples]
-    print(f"bootstrap: {len(samples)} samples on 2 workers: {t_boot:.2f} s (goal < 60 s: "
+    print(f"bootstrap: {len(samples)} samples on 2 workers: {versus_floor(boot_clock.wall, boot_clock.cpu, base)} "
+          f"(goal < 60 s: "
           f"{'met' if t_boot < 60 else 'NOT met'}); G* 95% interval [{np.percentile(g, 2.5):.3f}, "
           f"{np.percentile(g, 97.5):.3f}]")
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from moeplan.laws import get_law
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import Clock, floor, load, versus_floor  # noqa: E402
 
 
 def main() -> None:
@@ -28,11 +33,14 @@ def main() -> None:
               "S": rng.uniform(0, 0.7, n)}
     points["N_a"] = points["N"] * rng.uniform(0.01, 1, n)
     law = get_law("hy")
+    print(load())
+    base = floor()
     times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        ours = law.evaluate(**points)
-        times.append(time.perf_counter() - start)
+    with Clock() as clock:
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            ours = law.evaluate(**points)
+            times.append(time.perf_counter() - start)
 
     import sympy as sp
 
@@ -47,6 +55,7 @@ def main() -> None:
     median = statistics.median(times)
     print(f"[HY] law on {n:,} points: median {median:.3f} s over {args.repeats} runs "
           f"({n / median / 1e6:.1f} M points/s); sympy.lambdify: {lambdify_time:.3f} s")
+    print(f"all {args.repeats} runs: {versus_floor(clock.wall, clock.cpu, base)}")
     print(f"goal < 1 s: {'met' if median < 1 else 'NOT met'}")
 
 

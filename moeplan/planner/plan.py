@@ -271,16 +271,18 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
     law, samples = law_and_samples(request)
     check_plannable(law)
     space = Space(request, law)
-    space.check()
-    if request.cluster is not None:
-        from moeplan.cluster.planning import layout_problem
+    try:  # the axes themselves can be too large for memory when priors are set absurdly wide
+        space.check()
+        if request.cluster is not None:
+            from moeplan.cluster.planning import layout_problem
 
-        problem = layout_problem(request)
-        if problem:
-            raise MoeplanError(problem)
-
-    band, seeds, evaluated = solve(space, request.tolerance, keep=request.band_keep,
-                                   max_memory_gb=request.max_memory_gb)
+            problem = layout_problem(request)
+            if problem:
+                raise MoeplanError(problem)
+        band, seeds, evaluated = solve(space, request.tolerance, keep=request.band_keep,
+                                       max_memory_gb=request.max_memory_gb)
+    except MemoryError:
+        raise MoeplanError("the buildable space's axes do not fit in memory: narrow the priors") from None
     if len(band) == 0:
         if request.cluster is not None:
             from moeplan.cluster.planning import infeasible_on_cluster

@@ -185,7 +185,8 @@ def _input_box(space: Space, lo, hi) -> tuple[dict, dict]:
 
 
 def upper_bound(space: Space, combo, lo, hi) -> np.ndarray:
-    """The law's loss bound from above over boxes: each term of `lower_bound` at its maximising corner."""
+    """The law's loss bound from above over boxes: each term of `lower_bound` at its maximising corner. Used
+    only to count boxes wholly inside the band at once."""
     return space.law.upper_bound(*_input_box(space, lo, hi))
 
 
@@ -251,8 +252,9 @@ def _initial_chunks(space: Space, combos):
         pair, combo = pair.ravel(), combo.ravel()
         il = space.min_expert_index(space.combos[0][combo])
         ih = np.full_like(il, space.expert_count_range[1])
-        keep = il <= ih
-        yield pair[keep], combo[keep], j_lo[pair][keep], j_hi[pair][keep], il[keep], ih[keep]
+        keep = il <= ih  # a combo needs more experts than it routes to
+        if keep.any():
+            yield pair[keep], combo[keep], j_lo[pair][keep], j_hi[pair][keep], il[keep], ih[keep]
 
 
 def initial_boxes(space: Space, combos=None) -> tuple[np.ndarray, ...]:
@@ -276,7 +278,7 @@ def _pop(stack: list, size: int):
             stack.append(tuple(_at(x, slice(None, cut)) for x in top))
             top = tuple(_at(x, slice(cut, None)) for x in top)
         taken.append(top)
-        n += m if n + m <= size else size - n
+        n += len(top[0])
     return tuple(_cat(list(c)) for c in zip(*taken, strict=True))
 
 
@@ -493,10 +495,13 @@ def solve(space: Space, tolerance: float, keep: int = DEFAULT_KEEP, max_memory_g
 
 
 def enumerate_space(space: Space, tolerance: float, keep: int = DEFAULT_KEEP,
-                    max_memory_gb: float = DEFAULT_MEMORY_GB, chunk: int = 1 << 21) -> Band:
-    """The certificate: every point of the space evaluated, in chunks of about `chunk` points, the band
-    streamed as in `branch_and_bound` (a second pass only if the band outgrew its buffer too early)."""
+                    max_memory_gb: float = DEFAULT_MEMORY_GB, chunk: int | None = None) -> Band:
+    """The certificate: every point of the space evaluated, in chunks of about `chunk` points (by default
+    2 million, fewer if the memory allowance is small: counting one point takes about 500 bytes of
+    temporaries), the band streamed as in `branch_and_bound` (a second pass only if the band outgrew its
+    buffer before the optimum was found)."""
     capacity = _capacity(keep, max_memory_gb)
+    chunk = chunk or max(BATCH, min(1 << 21, int(max_memory_gb * 1e9 / 4 / 500)))
     try:
         stream = _BandStream(space, tolerance, keep, capacity)
         best, evaluated = _enumerate(space, stream, chunk)
