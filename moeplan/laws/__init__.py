@@ -11,7 +11,7 @@ def get_law(name: str) -> Law:
     """The law with CLI name `name` (hy, chinchilla, epoch, krajewski, joint, clark, abnar, ling, hol, ...)."""
     try:
         return LAWS[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name, e.g. a list
         raise UsageError(f"unknown law {name!r}; choose one of: {', '.join(LAWS)}") from None
 
 
