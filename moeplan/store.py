@@ -78,8 +78,8 @@ def _journal_storage(path: Path):
             whole = _whole_size(path) if torn else size
         if torn:
             raise MoeplanError(f"{path}: its last record was cut off by a crash; moeplan will not append to it "
-                               f"(Optuna reads it without that record: keep the rest with `truncate -s {whole} "
-                               f"{path}`)")
+                               f"(Optuna reads it without that record; to keep the rest: truncate -s {whole} "
+                               f"{path})")
     return optuna.storages.JournalStorage(backend)
 
 
