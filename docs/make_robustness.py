@@ -69,6 +69,75 @@ CASES = [
     ("a reversed frontier range", "moeplan frontier --from 1e20 --to 1e19"),
     ("a plot format that is not PNG or SVG", "moeplan frontier --from 1e20 --to 1e20 --plot {out}.jpg"),
     ("a dashboard on a store that does not exist", "moeplan dashboard --storage sqlite:///{missing.db}"),
+    # issue 15: non-finite and unbounded numbers, refused before any work (exit 2, no store made)
+    ("an infinite budget", "moeplan plan --flops inf"),
+    ("a NaN budget", "moeplan plan --flops nan"),
+    ("a budget above the limit", "moeplan plan --flops 1e40"),
+    ("infinite GPU-hours", "moeplan plan --gpu-hours inf --gpu h100"),
+    ("an infinite parameter cap", "moeplan plan --flops 1e22 --max-params inf"),
+    ("a NaN memory cap", "moeplan plan --flops 1e22 --memory-gb nan"),
+    ("an infinite token cap", "moeplan plan --flops 1e22 --max-tokens inf"),
+    ("an infinite band tolerance", "moeplan plan --flops 1e22 --tolerance inf"),
+    ("a band tolerance above the limit", "moeplan plan --flops 1e22 --tolerance 0.5"),
+    ("an infinite tokens-per-parameter floor", "moeplan plan --flops 1e22 --min-tokens-per-param inf"),
+    ("an infinite aspect ratio", "moeplan plan --flops 1e22 --max-aspect inf"),
+    ("a NaN expert ratio", "moeplan plan --flops 1e22 --max-expert-ratio nan"),
+    ("zero bytes per parameter", "moeplan plan --flops 1e22 --bytes-per-param 0"),
+    ("a negative seed", "moeplan plan --flops 1e22 --seed -5"),
+    ("a billion layers", "moeplan plan --flops 1e22 --max-layers 1000000000"),
+    ("a billion experts", "moeplan plan --flops 1e22 --max-experts 1000000000"),
+    ("a billion dense layers", "moeplan plan --flops 1e22 --dense-layers 1000000000"),
+    ("dense layers that leave no MoE layer", "moeplan plan --flops 1e22 --dense-layers 128"),
+    ("ten billion trials", "moeplan plan --flops 1e22 --trials 10000000000"),
+    ("a hundred thousand workers", "moeplan plan --flops 1e22 --workers 100000"),
+    ("a sequence of a hundred million tokens", "moeplan plan --flops 1e22 --seq-len 100000000"),
+    ("a zero vocabulary", "moeplan plan --flops 1e22 --vocab 0"),
+    ("tensor parallelism above the limit", "moeplan plan --flops 1e22 --tp 100000"),
+    ("an MFU of NaN", "moeplan plan --gpu-hours 1000 --gpu h100 --mfu nan"),
+    # fitted constants: whole and physical
+    ("fitted constants with one constant", "moeplan plan --flops 1e22 --law-params {partial-fit.json}"),
+    ("a negative fitted exponent", "moeplan plan --flops 1e22 --law-params {negative-exponent.json}"),
+    ("a NaN fitted constant", "moeplan plan --flops 1e22 --law-params {nan-fit.json}"),
+    ("text for a fitted constant", "moeplan plan --flops 1e22 --law-params {text-fit.json}"),
+    ("a fitted constant the law does not have", "moeplan plan --flops 1e22 --law-params {extra-fit.json}"),
+    ("fitted constants from a device", "moeplan plan --flops 1e22 --law-params /dev/zero"),
+    ("fitted constants from a folder", "moeplan plan --flops 1e22 --law-params {folder}"),
+    # stores: nothing a user has is touched
+    ("a journal whose last record a crash cut off", "moeplan plan --flops 1e21 --storage journal:{torn.journal}"),
+    ("another application's SQLite database", "moeplan plan --flops 1e21 --storage sqlite:///{app.db}"),
+    ("a file that is not a database", "moeplan plan --flops 1e21 --storage sqlite:///{notes.db}"),
+    ("a folder as an SQLite store", "moeplan plan --flops 1e21 --storage sqlite:///{folder}"),
+    ("a folder as a journal", "moeplan plan --flops 1e21 --storage journal:{folder}"),
+    ("a PostgreSQL server that refuses", "moeplan plan --flops 1e21 --storage postgresql+psycopg://u@127.0.0.1:1/db"),
+    ("a study made for another budget", "moeplan plan --flops 1e22 --max-d-hidden 2048 --max-experts 64 "
+                                        "--storage sqlite:///{study.db} --study mine"),
+    ("resuming a study made for another budget", "moeplan plan --flops 1e22 --max-d-hidden 2048 --max-experts 64 "
+                                                 "--storage sqlite:///{study.db} --study mine --resume"),
+    ("resuming a study name the store lacks", "moeplan plan --flops 1e21 --max-d-hidden 2048 --max-experts 64 "
+                                              "--storage sqlite:///{study.db} --study other --resume"),
+    ("a dashboard on another application's database", "moeplan dashboard --storage sqlite:///{app.db}"),
+    ("a dashboard on a torn journal", "moeplan dashboard --storage journal:{torn.journal}"),
+    ("a dashboard on port 0", "moeplan dashboard --port 0"),
+    # HF configs: wrong types and impossible values name the field
+    ("a float for an integer in a HF config", "moeplan count {float-experts.json}"),
+    ("a string for a boolean in a HF config", "moeplan count {string-bool.json}"),
+    ("a string for an integer in a HF config", "moeplan count {string-layers.json}"),
+    ("zero kv heads in a HF config", "moeplan count {zero-kv.json}"),
+    ("MLP biases moeplan does not count", "moeplan count {mlp-bias.json}"),
+    ("per-layer top-k that differs", "moeplan count {per-layer-topk.json}"),
+    ("a model_type that is a list", "moeplan count {type-list.json}"),
+    ("JSON nested too deeply", "moeplan count {deep.json}"),
+    ("a config from a device", "moeplan count /dev/zero"),
+    ("a config from a FIFO", "moeplan count {fifo.json}"),
+    ("exporting a config with a float for an integer", "moeplan export {float-experts.json}"),
+    # fits and frontiers: bounded
+    ("runs from a device", "moeplan fit /dev/zero"),
+    ("runs from a FIFO", "moeplan fit {fifo.json}"),
+    ("a hundred thousand bootstrap resamples", "moeplan fit {runs.csv} --bootstrap 100000"),
+    ("a hundred thousand fit starts", "moeplan fit {runs.csv} --starts 100000"),
+    ("an infinite frontier end", "moeplan frontier --to inf"),
+    ("a NaN frontier start", "moeplan frontier --from nan"),
+    ("a thousand budgets per decade", "moeplan frontier --per-decade 1000"),
     ("API: top-k above the experts", "api: Architecture(**dict(ARCH, top_k=9))"),
     ("API: a negative budget", "api: PlanRequest(flops=-1)"),
     ("API: a budget too small", "api: plan(PlanRequest(flops=1e15, storage=':memory:'))"),
@@ -77,6 +146,19 @@ CASES = [
     ("API: counts beyond int64 in the vectorised path",
      "api: count_arrays(Architecture(n_layers=1000, d_hidden=65536, n_heads=512, d_expert=65536, n_experts=4096, "
      "top_k=4096, vocab_size=10**6, seq_len=10**7))"),
+    ("API: counting a dict", "api: count(ARCH)"),
+    ("API: an unknown convention", "api: count(Architecture(**ARCH), 'flops')"),
+    ("API: planning a dict", "api: plan({'flops': 1e21})"),
+    ("API: an infinite budget", "api: PlanRequest(flops=float('inf'))"),
+    ("API: a negative seed", "api: PlanRequest(flops=1e21, seed=-5)"),
+    ("API: zero tensor parallelism", "api: PlanRequest(flops=1e21, tensor_parallel=0)"),
+    ("API: dense layers that leave no MoE layer", "api: Priors(dense_layers=128)"),
+    ("API: a law named by a list", "api: get_law([])"),
+    ("API: a law input of None", "api: get_law('hy').evaluate(N=None, D=1e10, N_a=1e8, G=8, S=0.2)"),
+    ("API: a law input of text", "api: get_law('hy').evaluate(N='1e9', D=1e10, N_a=1e8, G=8, S=0.2)"),
+    ("API: a HF config that is None", "api: from_hf_config(None)"),
+    ("API: a float for an integer in a HF config", "api: from_hf_config(dict(MIXTRAL, num_local_experts=128.7))"),
+    ("API: a string for a boolean in a HF config", "api: from_hf_config(dict(MIXTRAL, tie_word_embeddings='false'))"),
 ]
 
 
@@ -91,10 +173,10 @@ def run(command: str, files: dict[str, str]) -> tuple[str, str]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        files = make(Path(tmp))
-        rows = []
-        for number, (what, command) in enumerate(CASES, start=1):
+    rows = []
+    for number, (what, command) in enumerate(CASES, start=1):
+        with tempfile.TemporaryDirectory() as tmp:  # a fresh folder per row, as the test makes
+            files = make(Path(tmp), command)
             code, message = run(command, files)
             message = message.replace(tmp, "{folder}")
             rows.append(f"| {number} | {what} | `{command}` | {code} | `{message}` |")

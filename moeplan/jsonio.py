@@ -13,9 +13,9 @@ from moeplan.errors import MoeplanError, UsageError
 MAX_JSON_BYTES = 64 << 20  # 64 MiB: a config.json is kilobytes; a fit with a large bootstrap a few megabytes
 
 
-def read_json(path: Path) -> dict:
-    """A JSON object from `path`, or a one-line error saying why not (also for FIFOs, devices and huge files,
-    which are refused before reading)."""
+def check_input_file(path: Path, limit: int, kind: str) -> None:
+    """Refuse, before reading, what is not a regular file of at most `limit` bytes (a FIFO or /dev/zero would
+    block or never end)."""
     path = Path(path)
     try:
         info = path.stat()
@@ -27,8 +27,15 @@ def read_json(path: Path) -> dict:
         raise UsageError(f"{path}: a folder, not a file")
     if not stat.S_ISREG(info.st_mode):
         raise UsageError(f"{path}: not a regular file")
-    if info.st_size > MAX_JSON_BYTES:
-        raise MoeplanError(f"{path}: {info.st_size:,} bytes, above the {MAX_JSON_BYTES >> 20} MiB limit for a JSON input")
+    if info.st_size > limit:
+        raise MoeplanError(f"{path}: {info.st_size:,} bytes, above the {limit >> 20} MiB limit for {kind}")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from `path`, or a one-line error saying why not (also for FIFOs, devices and huge files,
+    which are refused before reading)."""
+    path = Path(path)
+    check_input_file(path, MAX_JSON_BYTES, "a JSON input")
     try:
         data = json.loads(path.read_bytes())
     except (OSError, UnicodeDecodeError) as err:

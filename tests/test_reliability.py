@@ -306,3 +306,51 @@ def test_ctrl_c_stops_a_bootstrap_at_once_in_one_line(tmp_path):
     assert p.returncode == 130 and err == "moeplan: error: interrupted\n", err
     assert _all_gone(workers)
     assert sorted(x.name for x in tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_signal_at_any_moment_loses_nothing_and_leaves_no_process(sig, workers, tmp_path):
+    """Signals at spread-out moments (start-up, the solve, store creation, the trials): afterwards the store
+    opens, every stored trial is finished, --resume completes the target exactly, no worker is left."""
+    import signal
+
+    for k, delay in enumerate((0.4, 1.0, 1.6, 2.5, 4.0)):
+        url = f"sqlite:///{tmp_path / f'{k}.db'}"
+        args = [*MOEPLAN, "plan", *SMALL, "--storage", url, "--study", "s", "--trials", "400", "--json"]
+        p = subprocess.Popen(args + (["--workers", "2"] if workers > 1 else []), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        spawned = _children(p.pid)
+        p.send_signal(getattr(signal, sig))
+        _, err = p.communicate(timeout=120)
+        assert _all_gone(spawned)
+        if sig == "SIGINT":
+            assert p.returncode in (0, 130) and "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+        if not (tmp_path / f"{k}.db").exists() or "s" not in optuna.get_all_study_names(url):
+            continue
+        before = {t.number: t.params for t in optuna.load_study(study_name="s", storage=url).trials}
+        study = optuna.load_study(study_name="s", storage=url)
+        assert all(t.state.is_finished() for t in study.trials)
+        resumed = run("plan", *SMALL, "--storage", url, "--study", "s", "--resume", "--json")
+        assert resumed.returncode == 0, resumed.stderr
+        after = optuna.load_study(study_name="s", storage=url).trials
+        assert len(after) == trials_target(optuna.load_study(study_name="s", storage=url)) == 400
+        assert all(after[n].params == params for n, params in before.items())
+
+
+def test_a_new_store_is_what_optuna_and_alembic_would_make(tmp_path):
+    """moeplan writes a fresh SQLite store's schema in one transaction, without alembic: the same tables,
+    indexes, version row and revision stamp as Optuna's RDBStorage, and Optuna's own checks accept it."""
+    def schema(path):
+        with sqlite3.connect(path) as db:
+            return (sorted(db.execute("SELECT type, name, sql FROM sqlite_master")),
+                    db.execute("SELECT * FROM alembic_version").fetchall(),
+                    db.execute("SELECT * FROM version_info").fetchall())
+
+    open_storage(f"sqlite:///{tmp_path / 'ours.db'}")
+    optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optunas.db'}")
+    assert schema(tmp_path / "ours.db") == schema(tmp_path / "optunas.db")
+    checked = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'ours.db'}")  # Optuna's compatibility check
+    assert checked.get_current_version() == checked.get_head_version()

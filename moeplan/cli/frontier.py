@@ -22,7 +22,7 @@ from moeplan.jsonio import validation_message
 def frontier_command(
     start: Annotated[float, typer.Option("--from", help="Smallest budget in FLOPs.")] = 1e18,
     stop: Annotated[float, typer.Option("--to", help="Largest budget in FLOPs.")] = 1e26,
-    per_decade: Annotated[int, typer.Option("--per-decade", min=1, help="Budgets per factor of 10.")] = 2,
+    per_decade: Annotated[int, typer.Option("--per-decade", min=1, max=100, help="Budgets per factor of 10.")] = 2,
     max_params: Annotated[float | None, typer.Option("--max-params", help="Cap on total parameters.")] = None,
     max_tokens: Annotated[float | None, typer.Option("--max-tokens", help="Unique tokens available.")] = None,
     min_tokens_per_param: Annotated[float, typer.Option("--min-tokens-per-param",
@@ -48,6 +48,10 @@ def frontier_command(
         check_output(csv_out, force, "--csv")
 
     try:
+        try:  # --to obeys the limits of a budget too (finite, at most MAX_FLOPS)
+            PlanRequest(flops=stop)
+        except ValidationError as err:
+            raise UsageError("--to: " + validation_message(err).removeprefix("flops: ")) from None
         request = PlanRequest(flops=start, max_params=max_params, max_tokens=max_tokens, law_params=law_params,
                               max_memory_gb=max_memory_gb,
                               priors=Priors(min_tokens_per_param=min_tokens_per_param, max_experts=max_experts))

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
+from moeplan.errors import UsageError
 from moeplan.flops import formulas as f
 from moeplan.flops.architecture import Architecture
 from moeplan.flops.conventions import Convention
@@ -99,7 +100,13 @@ def per_token(x_seq, seq):
 
 def count(arch: Architecture, convention: Convention | str = Convention.EXACT, causal: bool = True) -> Count:
     """Count `arch` layer by layer: parameters by component and FLOPs per token under `convention`."""
-    convention = Convention(convention)
+    if not isinstance(arch, Architecture):
+        raise UsageError(f"count() takes an Architecture, not {type(arch).__name__}")
+    try:
+        convention = Convention(convention)
+    except ValueError:
+        raise UsageError(f"unknown convention {convention!r}; choose one of: "
+                         f"{', '.join(c.value for c in Convention)}") from None
     total = dict.fromkeys(PARAM_COMPONENTS, 0)
     active = dict.fromkeys(PARAM_COMPONENTS, 0)
     matmul = dict.fromkeys(FLOP_COMPONENTS, 0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from moeplan.errors import MoeplanError, Notice
+from moeplan.errors import MoeplanError, Notice, UsageError
 from moeplan.flops.architecture import MLA, Architecture
 from moeplan.jsonio import read_json, validation_message  # noqa: F401 - their home before moeplan.jsonio
 
@@ -286,6 +286,8 @@ def architecture(fields: dict) -> Architecture:
 
 
 def family_of(model_type) -> Family:
+    if not isinstance(model_type, str):
+        raise MoeplanError(f"model_type must be a string, not {model_type!r}")
     fam = FAMILIES.get(ALIASES.get(model_type, model_type))
     if fam is None:
         why = f" ({UNSUPPORTED[model_type]})" if model_type in UNSUPPORTED else ""
@@ -296,6 +298,10 @@ def family_of(model_type) -> Family:
 
 def from_hf_config(cfg: dict, seq_len: int | None = None) -> Architecture:
     """Read a Hugging Face MoE `config.json` dict into an `Architecture`."""
+    if not isinstance(cfg, dict):
+        raise UsageError(f"from_hf_config() takes a config dict, not {type(cfg).__name__}")
+    if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1):
+        raise UsageError(f"seq_len must be a positive integer, not {seq_len!r}")
     fam = family_of(cfg.get("model_type"))
     fields = read_family(fam, cfg)
     if not fields.get("n_experts"):

@@ -12,7 +12,7 @@ def get_law(name: str) -> Law:
     ludziejewski's former name)."""
     try:
         return LAWS[ALIASES.get(name, name)]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable name, e.g. a list
         raise UsageError(f"unknown law {name!r}; choose one of: {', '.join(LAWS)}") from None
 
 

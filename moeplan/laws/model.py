@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from moeplan.errors import MoeplanError
+from moeplan.errors import MoeplanError, UsageError
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 MAIN_OUTPUT = {"loss": "loss", "leverage": "leverage", "allocation": "tokens"}
@@ -158,13 +158,15 @@ class Law(BaseModel):
         from moeplan.laws import _generated
 
         output = output or self.main_output
+        if not isinstance(output, str):
+            raise UsageError(f"law {self.name!r}: output must be a name, not {output!r}")
         fn = _generated.FUNCTIONS.get((self.form, output))
         if fn is None:
             raise MoeplanError(f"law {self.name!r} has no output {output!r}")
         missing = [v for v in fn.variables if v not in variables]
         if missing:
             raise MoeplanError(f"law {self.name!r} needs {', '.join(missing)}")
-        args = [np.asarray(variables[v], dtype=np.float64) for v in fn.variables]
+        args = [_numbers(v, variables[v]) for v in fn.variables]
         values = self.values
         return fn(*args, *(values[c] for c in fn.constants))
 
@@ -264,3 +266,11 @@ class Law(BaseModel):
                 factor = low / value if value > 0 else float("inf")
                 out.append(Extrapolation(variable=var.name, value=value, low=low, high=high, factor=factor))
         return out
+
+
+def _numbers(name: str, value) -> np.ndarray:
+    """A law input as float64 numbers; None, text and booleans are refused by name (numpy would make NaN or 1)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf" or array.size == 0:
+        raise UsageError(f"law input {name} must be numbers, not {value!r}")
+    return array.astype(np.float64, copy=False)

@@ -26,10 +26,19 @@ ARCH_FIELDS = ("n_layers", "d_hidden", "n_heads", "n_kv_heads", "d_head", "d_exp
 MAY_BE_ZERO = {"S", "S_inactive"}
 
 
+MAX_CSV_BYTES = 64 << 20  # and MAX_RUNS rows: published fits use hundreds of runs ([HY]: 268)
+MAX_RUNS = 100_000
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
+    from itertools import islice
+
+    from moeplan.jsonio import check_input_file
+
+    check_input_file(path, MAX_CSV_BYTES, "a runs CSV")
     try:
         with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            rows = list(islice(csv.DictReader(handle), MAX_RUNS + 1))
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -38,6 +47,8 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         raise MoeplanError(f"{path}: cannot read as CSV: {err}") from None
     if not rows:
         raise MoeplanError(f"{path}: no runs (a header line and one row per run are needed)")
+    if len(rows) > MAX_RUNS:
+        raise MoeplanError(f"{path}: more than {MAX_RUNS:,} runs, the limit of a fit")
     return rows
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from moeplan._version import __version__
-from moeplan.errors import MoeplanError
+from moeplan.errors import MoeplanError, UsageError
 from moeplan.flops.architecture import Architecture
 from moeplan.flops.conventions import Convention
 from moeplan.flops.count import ParamCounts, count
@@ -268,6 +268,8 @@ def assumptions(space: Space) -> list[str]:
 
 def plan(request: PlanRequest, verify: bool = False) -> Plan:
     """The buildable MoE with the lowest predicted loss for `request`, certified exact by construction."""
+    if not isinstance(request, PlanRequest):
+        raise UsageError(f"plan() takes a PlanRequest, not {type(request).__name__}")
     law, samples = law_and_samples(request)
     check_plannable(law)
     space = Space(request, law)
