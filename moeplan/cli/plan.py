@@ -134,7 +134,7 @@ def plan_command(
         expert_parallel=ep, pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
         objective=objective, tolerance=tolerance, trials=trials, seed=seed, study_name=study,
         workers=workers, resume=resume, family=family,
-        storage=storage if storage is not None else DEFAULT_STORAGE,  # the API's default keeps no file
+        storage=storage if storage is not None else DEFAULT_STORAGE,  # the CLI keeps studies; the API: :memory:
     )
     prior_fields = dict(
         min_layers=min_layers, max_layers=max_layers, min_d_hidden=min_d_hidden, max_d_hidden=max_d_hidden,
