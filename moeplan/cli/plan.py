@@ -169,7 +169,7 @@ def plan_command(
         workers=workers, resume=resume, family=family, band_keep=band_keep, max_memory_gb=max_memory_gb,
         laws=_law_list(laws), robust=robust, serve_tokens=serve_tokens, serve_context=serve_context,
         target_loss=target_loss,
-        storage=storage if storage is not None else DEFAULT_STORAGE,  # the API's default keeps no file
+        storage=storage if storage is not None else DEFAULT_STORAGE,  # the CLI keeps studies; the API: :memory:
     )
     prior_fields = dict(
         min_layers=min_layers, max_layers=max_layers, min_d_hidden=min_d_hidden, max_d_hidden=max_d_hidden,
