@@ -149,3 +149,12 @@ def test_every_law_evaluates_or_says_it_needs_fitting():
 def test_extrapolation_report_names_the_factor():
     out = HY.extrapolation(N=3.4e10, D=1e10, N_a=1e7, G=7, S=0.3)
     assert {(e.variable, round(e.factor, 6)) for e in out} == {("N", 10.0), ("N_a", 3.0)}
+
+
+def test_ludziejewski_more_experts_lower_the_loss_at_scale():
+    """[JOINT]'s finding, which fixes the signs its secondary source garbles: at fixed active parameters and
+    tokens (1B-100B active, 100B-10T tokens) an MoE with expansion 4-64 beats the dense model (Ê = 1)."""
+    law = get_law("ludziejewski")
+    n_a, d, e = np.meshgrid(np.geomspace(1e9, 1e11, 5), np.geomspace(1e11, 1e13, 5), [4.0, 16.0, 64.0])
+    assert np.all(law.loss({"N_a": n_a, "D": d, "E": e}) < law.loss({"N_a": n_a, "D": d, "E": 1.0}))
+    assert get_law("joint") is law

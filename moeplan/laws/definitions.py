@@ -236,12 +236,15 @@ LAWS: dict[str, Law] = {
                        Variable(name="E", description="expansion rate Ê = routed experts / top-k",
                                 quantity="expansion")),
             constants=(_k("a", 35.91, JOINT, "unverified"), _k("delta", 0.2285, JOINT, "unverified"),
-                       _k("alpha", 0.1889, JOINT, "unverified"), _k("gamma", -0.0098, JOINT, "unverified"),
+                       _k("alpha", 0.1889, JOINT, "unverified"), _k("gamma", 0.0098, JOINT, "unverified"),
                        _k("b", 35.98, JOINT, "unverified"), _k("omega", -0.5529, JOINT, "unverified"),
                        _k("beta", 0.1775, JOINT, "unverified"), _k("zeta", 0.0259, JOINT, "unverified"),
                        _k("c", 1.3637, JOINT, "unverified")),
-            notes=("Constants from a secondary source, not read in the paper: 'unverified'. The paper's Ê is a "
-                   "transformed expert count; moeplan feeds Ê = n_e / n_k.",
+            notes=("Constants from a secondary source, not read in the paper: 'unverified'. Its inner signs "
+                   "disagree between the terms (0.1889 - 0.0098 ln Ê, 0.1775 + 0.0259 ln Ê); moeplan takes "
+                   "alpha, gamma, beta, zeta all positive, the only choice under which more experts lower the "
+                   "loss at fixed N_act and D at scale, the paper's finding.",
+                   "The paper's Ê is a transformed expert count; moeplan feeds Ê = n_e / n_k.",
                    "Fitted on up to 2.7B active and 5B total parameters (the paper's abstract)."),
         ),
         Law(
