@@ -90,6 +90,7 @@ def assert_same_answer(out: str, reference) -> None:
     assert planned["loss"] == reference.loss
 
 
+@pytest.mark.slow  # worker processes, a real server or seconds of wall time
 @pytest.mark.parametrize("kind", ["postgres", "journal"])
 def test_four_processes_share_one_study(kind, postgres_url, tmp_path, reference):
     """Four processes (as from four machines) x 200 trials on one study: exactly 800 finished, no errors."""
@@ -105,6 +106,7 @@ def test_four_processes_share_one_study(kind, postgres_url, tmp_path, reference)
     assert set(counted) <= {"COMPLETE", "PRUNED"}, counted
 
 
+@pytest.mark.slow  # worker processes, a real server or seconds of wall time
 def test_workers_option_on_sqlite(tmp_path, reference):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     p = moeplan("plan", *SMALL, "--storage", url, "--study", "team", "--trials", 800, "--workers", 4, "--json")
@@ -134,6 +136,7 @@ def finished(url: str, name: str) -> dict[int, tuple]:
             for t in study.get_trials(deepcopy=False, states=FINISHED)}
 
 
+@pytest.mark.slow  # worker processes, a real server or seconds of wall time
 def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, reference):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     p = moeplan("plan", *SMALL, "--storage", url, "--study", "crash", "--trials", 120, "--json")
@@ -154,6 +157,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, reference):
     assert roles.count("plan") == 1
 
 
+@pytest.mark.slow  # worker processes, a real server or seconds of wall time
 def test_ctrl_c_prints_the_plan_and_exits_130(tmp_path, reference):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     p = moeplan("plan", *SMALL, "--storage", url, "--study", "stop", "--trials", 400, "--json")
@@ -188,6 +192,7 @@ def dashboard_detail(url: str, name: str) -> dict:
         server.wait(timeout=30)
 
 
+@pytest.mark.slow  # worker processes, a real server or seconds of wall time
 def test_dashboard_serves_the_study(tmp_path, reference):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     planned = plan(REFERENCE.model_copy(update={"storage": url}))
