@@ -78,7 +78,7 @@ CASES = [
     ("a NaN memory cap", "moeplan plan --flops 1e22 --memory-gb nan"),
     ("an infinite token cap", "moeplan plan --flops 1e22 --max-tokens inf"),
     ("an infinite band tolerance", "moeplan plan --flops 1e22 --tolerance inf"),
-    ("a band tolerance above the limit", "moeplan plan --flops 1e22 --tolerance 0.5"),
+    ("a band tolerance above the limit", "moeplan plan --flops 1e22 --tolerance 5"),
     ("an infinite tokens-per-parameter floor", "moeplan plan --flops 1e22 --min-tokens-per-param inf"),
     ("an infinite aspect ratio", "moeplan plan --flops 1e22 --max-aspect inf"),
     ("a NaN expert ratio", "moeplan plan --flops 1e22 --max-expert-ratio nan"),

@@ -166,10 +166,14 @@ def test_plan_shows_itself_in_its_table_with_separators_and_its_gpu(cli):
     assert len(star) == 1 and "near-optimal alternatives" in out.out and "front" not in out.out
 
 
-def test_pareto_objective_is_not_called_a_front(cli):
+def test_pareto_objective_prints_the_exact_fronts_not_the_band(cli):
+    """Item 3: the band was once shown as a "front"; `--objective pareto` now computes the exact fronts
+    (moeplan/planner/pareto.py, issue 13) and says so, and the band is never titled a front."""
     out = cli(*SMALL_PLAN, "--objective", "pareto")
     assert out.code == 0, out.err
-    assert "not a full Pareto front" in out.out and "pareto front" not in out.out.lower().replace("full pareto front", "")
+    assert "exact Pareto fronts" in out.out and "non-dominated trials of the band" not in out.out
+    band = cli(*SMALL_PLAN)
+    assert "near-optimal alternatives" in band.out and "front" not in band.out.lower()
 
 
 @pytest.mark.parametrize("extra", [("--gpu", "h100"), ("--mfu", "0.5"), ("--gpu-flops", "1e15")])

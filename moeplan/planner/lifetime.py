@@ -36,7 +36,7 @@ BISECTIONS = 60  # halvings of a 39.1-nat bracket: D to 3e-17 relative, below fl
 
 def serve_flops_per_token(space: Space, values: dict) -> np.ndarray:
     """Forward FLOPs of one served token at the request's context: 2·(matmul weights touched) + 2·n_h·(d_qk+d_v)
-    per cached key and layer (exact convention, science.md section 1)."""
+    per cached key and layer (exact convention, docs/science.md section 1)."""
     arrays = space.architecture_arrays(values)
     c = count_arrays(space.template, Convention.EXACT, True, **arrays)
     matmul = sum(v for k, v in c.train_flops_by_component().items() if k != "attention_scores") / 3

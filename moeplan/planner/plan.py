@@ -101,8 +101,8 @@ class Plan(BaseModel):
     alternatives: list[Candidate] = Field(description="the best other configurations of the band, by predicted loss")
     seeds: list[Candidate] = Field(description="best configurations at the sympy-derived G*, S* (enqueued trials)")
     pareto_front: list[Candidate] | None = Field(
-        None, description="objective pareto: the non-dominated trials of the study (drawn from the near-optimal "
-        "band, not a full Pareto front)")
+        None, description="objective pareto: the designs of the exact fronts (loss against total parameters and "
+        "against serving FLOPs/token), as the study's best trials, by total parameters")
     binding: list[Binding] = Field(
         description="constraints and priors that stop the loss from going lower, with the neighbour that would")
     assumptions: list[str] = Field(description="every fixed choice behind the plan, in words")
@@ -127,10 +127,11 @@ class Plan(BaseModel):
         None, description="what the law and the cluster pick with no tokens-per-parameter floor (--gpus)")
 
     # decisions (docs/decisions.md): set by --laws/--robust, --objective cost and --objective pareto
-    robust: Robustness | None = None
+    robust: Robustness | None = Field(None, description="--laws/--robust: each law's optimum, the disagreement "
+                                                        "table and the minimax-regret design")
     lifetime: Lifetime | None = Field(None, description="objective cost: the cheapest design over its life, "
                                                         "beside this (loss-optimal) plan trained to the same loss")
-    pareto: ParetoFront | None = None
+    pareto: ParetoFront | None = Field(None, description="objective pareto: the exact fronts over the whole space")
 
 
 def load_law(request: PlanRequest) -> Law:

@@ -202,7 +202,7 @@ def check_plan_request(request, settings: Settings, verify: bool):
     server_side = {"storage": "the server's --storage holds every study",
                    "study_name": "the service names studies by their request"}
     for field, why in server_side.items():
-        if getattr(request, field) is not None:
+        if field in request.model_fields_set:  # given by the client (storage has a default: :memory:)
             raise UsageError(f"{field}: not accepted over HTTP ({why})")
     if request.law_params is not None and not Path(request.law_params).parent == fits_folder():
         raise UsageError("law_params: over HTTP, name a finished fit job as job:ID (a path on the server is not "
