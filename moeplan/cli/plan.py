@@ -40,8 +40,10 @@ def plan_command(
     gpu_flops: Annotated[float | None, _opt("--gpu-flops", help="Peak dense FLOP/s per accelerator.")] = None,
     mfu: Annotated[float | None, _opt("--mfu", help="Model FLOPs utilisation for --gpu-hours [default: 0.4].")] = None,
     max_params: Annotated[float | None, _opt("--max-params", help="Cap on total parameters.")] = None,
-    memory_gb: Annotated[float | None, _opt("--memory-gb", help="Memory for the weights (GB).")] = None,
-    bytes_per_param: Annotated[float, _opt("--bytes-per-param", help="Bytes per parameter for --memory-gb.")] = 2.0,
+    memory_gb: Annotated[float | None, _opt("--weights-gb", "--memory-gb", help="Memory for the weights alone (GB "
+                                            "at --bytes-per-param; --memory-gb is its old name). Training state "
+                                            "per device is --gpus/--hbm-gb's constraint.")] = None,
+    bytes_per_param: Annotated[float, _opt("--bytes-per-param", help="Bytes per parameter for --weights-gb.")] = 2.0,
     max_tokens: Annotated[float | None, _opt("--max-tokens", help="Unique training tokens available.")] = None,
     seq_len: Annotated[int, _opt("--seq-len", help="Training sequence length.", panel=PRIORS)] = 4096,
     vocab: Annotated[int, _opt("--vocab", help="Vocabulary size.", panel=PRIORS)] = 128256,
