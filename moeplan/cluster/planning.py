@@ -76,7 +76,12 @@ def layout_problem(request) -> str | None:
 
 def evaluate_on_cluster(template, arrays: dict, request, dev: Accelerator | None = None) -> dict[str, np.ndarray]:
     """For architectures given as arrays over the space's template: best tokens/s among the variants that fit
-    (the fastest variant when none fits), whether any fits, the least memory per device, and the variant."""
+    (the slowest variant when none fits), whether any fits, the least memory per device, and the variant.
+
+    Why the slowest: the branch and bound needs tokens (days x rate) to fall as experts grow, over every
+    point of a box, fitting or not. Each variant slows as the model grows and the set of variants that fit
+    shrinks, so the best fitting rate falls; a model that fits no variant must not be faster than a smaller
+    one that fits, and the slowest variant's rate is at most any smaller model's."""
     c = request.cluster
     dev = dev or c.device()
     fields = dict(template) | arrays
@@ -88,17 +93,17 @@ def evaluate_on_cluster(template, arrays: dict, request, dev: Accelerator | None
     times = step_time_variants(shape, layout, dev, c.memory, MICRO_BATCHES, RECOMPUTE, calibrated())
     per_step = float(layout.batch) * shape.seq
     capacity = dev.hbm_gb * GIB
-    best_rate = best_any = least = variant = None
+    best_rate = slowest = least = variant = None
     for v, key in enumerate(VARIANTS):
         rate, mem = per_step / times[key], memory[key]
         fit_rate = np.where(mem <= capacity, rate, 0.0)
         if best_rate is None:
-            best_rate, best_any, least, variant = fit_rate, rate, mem, np.where(fit_rate > 0, v, -1)
+            best_rate, slowest, least, variant = fit_rate, rate, mem, np.where(fit_rate > 0, v, -1)
             continue
         variant = np.where(fit_rate > best_rate, v, variant)
-        best_rate, best_any, least = np.maximum(best_rate, fit_rate), np.maximum(best_any, rate), np.minimum(least, mem)
+        best_rate, slowest, least = np.maximum(best_rate, fit_rate), np.minimum(slowest, rate), np.minimum(least, mem)
     fits = best_rate > 0
-    return {"tokens_per_s": np.where(fits, best_rate, best_any), "fits": fits, "least_memory": least,
+    return {"tokens_per_s": np.where(fits, best_rate, slowest), "fits": fits, "least_memory": least,
             "variant": variant}
 
 

@@ -38,6 +38,13 @@ def binding_constraints(space: Space, best: dict[str, int], best_loss: float) ->
     values = {a: np.array([m[a] for _, _, m in neighbours]) for a in AXES}
     broken = space.prior_violations(values)
     loss = space.evaluate_values(values).loss
+    if r.cluster is not None:
+        # a neighbour that does not fit in memory is scored (for the search) at its slowest layout variant; one
+        # step past the memory constraint it would run as fast as it can, so score it with the memory lifted
+        lifted = r.model_copy(update={"cluster": r.cluster.model_copy(update={"hbm_gb": 1e9})})
+        past = [m for name, m in broken.items() if name.startswith("memory per device")]
+        if past:
+            loss = np.where(past[0], Space(lifted, space.law).evaluate_values(values).loss, loss)
     found: dict[str, Binding] = {}
     for n, (axis, sign, _) in enumerate(neighbours):
         which = [name for name, mask in broken.items() if mask[n]]

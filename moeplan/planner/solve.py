@@ -210,7 +210,9 @@ def feasible_corners(space: Space, lo: Evaluation, hi: Evaluation, box: tuple):
     tokens_max = lo.tokens if r.max_tokens is None else np.minimum(lo.tokens, r.max_tokens)
     tokens_min = np.maximum(hi.tokens, ratio * lo.total)
     n_max = total_max - (lo.total - lo.n)
-    possible = (n_max >= lo.n) & (tokens_max >= tokens_min)
+    # plus the constraints table's own box tests (memory per device on a cluster, ...): the clipping above
+    # covers only the tokens floor and the caps
+    possible = (n_max >= lo.n) & (tokens_max >= tokens_min) & space.box_may_be_feasible(lo, hi)
     n_max = np.where(possible, n_max, hi.n)  # placeholders keep the bound finite where the box is dropped
     tokens_min = np.where(possible, tokens_min, hi.tokens)
     tokens_max = np.where(possible, tokens_max, lo.tokens)
