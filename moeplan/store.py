@@ -207,13 +207,11 @@ _patch_lock = threading.Lock()
 def _rdb_storage(url: str):
     """An RDBStorage. Existing SQLite stores at Optuna's schema skip table creation and alembic; a fresh one
     is created under an exclusive lock on its file, so two plans starting together do not race on it."""
-    from optuna.storages import RDBStorage
-
     kwargs = {"engine_kwargs": _engine_kwargs(url)}
     path = store_file(url)
     if path is None:
         _refuse_foreign(url, _server_tables(url, kwargs["engine_kwargs"]))
-        return RDBStorage(url, **kwargs)
+        return _server_storage(url, kwargs)
     if path.is_dir():
         raise MoeplanError(f"{path}: a folder, not an SQLite file")
     tables = _sqlite_tables(path)
@@ -222,6 +220,24 @@ def _rdb_storage(url: str):
         if _at_head(path, tables):
             return _without_migration(url, kwargs)
     return _create_sqlite(url, path, kwargs)
+
+
+def _server_storage(url: str, kwargs: dict, attempts: int = 5):
+    """An RDBStorage on a database server. Workers that meet a fresh database race to create Optuna's tables
+    (PostgreSQL: a unique violation on pg_type); the losers retry, and by then the tables exist."""
+    import time
+
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage
+
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _at_head(path: Path, tables: set[str]) -> bool:

@@ -145,7 +145,7 @@ def test_every_endpoint_answers_as_the_cli_does(server, tmp_path):
         assert s.call("POST", "/api/export", qwen | {"format": fmt})[1] == cli("export", QWEN, "--format", fmt)
     # a figure, as SVG
     status, svg = s.call("POST", "/api/plot/pareto", SMALL)
-    assert status == 200 and svg.lstrip().startswith("<?xml") and "Pareto front" in svg
+    assert status == 200 and svg.lstrip().startswith("<?xml") and "Best loss under a memory cap" in svg
     # jobs: a frontier and a fit, each equal to the CLI's output
     status, job = s.call("POST", "/api/frontier", {"start": 1e19, "stop": 1e21, "per_decade": 1})
     assert status == 202 and job["status"] == "queued"
@@ -168,7 +168,7 @@ def test_every_endpoint_answers_as_the_cli_does(server, tmp_path):
 
 def test_bad_requests_over_http_leave_the_server_serving(server):
     s = server
-    for body, status in (({"flops": "x"}, 422), ({"flops": 1e50}, 400), ({"flops": 1e21, "x": 1}, 422)):
+    for body, status in (({"flops": "x"}, 422), ({"flops": 1e50}, 422), ({"flops": 1e21, "x": 1}, 422)):
         code, answer = s.call("POST", "/api/plan", body)
         assert code == status and "\n" not in answer["detail"]
     code, answer = s.call("POST", "/api/plan", raw=b"0" * 5_000_000)
