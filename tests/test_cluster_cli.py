@@ -120,3 +120,28 @@ def test_plan_json_with_a_cluster_becomes_a_job(cli, tmp_path):
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps(plan["architecture"]))
     assert job_from_plan(arch, "megatron") is None
+
+
+def test_export_of_a_cluster_plan_is_its_training_job(cli, tmp_path):
+    """`moeplan export PLAN --format megatron|torchtitan` on a plan made with --gpus writes the whole job: the
+    layout the plan chose and the model; without a cluster, torchtitan is refused in one line."""
+    planned = cli("plan", "--gpus", "64", "--gpu", "h100", "--days", "3", "--max-d-hidden", "2048",
+                  "--max-experts", "64", "--storage", ":memory:", "--json")
+    assert planned.code == 0, planned.err
+    plan_json = tmp_path / "plan.json"
+    plan_json.write_text(planned.out)
+    layout, arch = planned.json()["cluster"]["layout"], planned.json()["architecture"]
+    script = cli("export", plan_json, "--format", "megatron")
+    assert script.code == 0 and script.out.startswith("#!/usr/bin/env bash"), script.err
+    for flag, value in (("--expert-model-parallel-size", layout["ep"]), ("--tensor-model-parallel-size", layout["tp"]),
+                        ("--pipeline-model-parallel-size", layout["pp"]), ("--num-layers", arch["n_layers"]),
+                        ("--num-experts", arch["n_experts"])):
+        assert f"{flag} {value}" in script.out, flag
+    toml = cli("export", plan_json, "--format", "torchtitan")
+    assert toml.code == 0 and f"expert_parallel_degree = {layout['ep']}" in toml.out, toml.out[:400]
+    plain = tmp_path / "plain.json"
+    plain.write_text(cli("plan", "--flops", "1e20", "--max-d-hidden", "1024", "--max-experts", "32",
+                         "--storage", ":memory:", "--json").out)
+    refused = cli("export", plain, "--format", "torchtitan")
+    assert refused.code == 2 and "needs a plan made with --gpus" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1

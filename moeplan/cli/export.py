@@ -9,11 +9,15 @@ from typing import Annotated, Literal
 import typer
 
 from moeplan.cli.common import ForceOpt, stderr
+from moeplan.errors import UsageError
+from moeplan.files import write_text_atomic
 from moeplan.flops.export import export_target, render_export, write_export
 from moeplan.flops.hf import load_architecture
 from moeplan.jsonio import read_json
 
-FormatOpt = Annotated[Literal["hf", "megatron"], typer.Option("--format", "-f", help="hf (config.json) or megatron.")]
+FormatOpt = Annotated[Literal["hf", "megatron", "torchtitan"], typer.Option(
+    "--format", "-f", help="hf (config.json), megatron (a plan made with --gpus: a runnable launch script with its "
+    "layout; otherwise the model's arguments) or torchtitan (TOML; a plan made with --gpus).")]
 FamilyOpt = Annotated[str | None, typer.Option(
     "--family", help="HF model_type (default: the plan's --family, else chosen by the architecture's features).")]
 
@@ -27,9 +31,22 @@ def export_command(
     family: FamilyOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Export an architecture as a transformers config.json or Megatron-LM arguments."""
+    """Export an architecture as a transformers config.json, Megatron-LM arguments, or a plan's training job."""
     if out is not None:
         export_target(out, fmt, force)  # before reading anything: one line if the output cannot be written
+    if fmt != "hf":
+        from moeplan.cluster.launch import job_from_plan
+
+        job = job_from_plan(source, fmt)  # a plan made with --gpus carries its layout: the whole job
+        if job is None and fmt == "torchtitan":
+            raise UsageError("--format torchtitan needs a plan made with --gpus (moeplan plan --gpus N ... --json): "
+                             "it carries the parallel layout and the training flags")
+        if job is not None:
+            if out is None:
+                sys.stdout.write(job)
+            else:
+                stderr.print(f"wrote {write_text_atomic(export_target(out, fmt, force), job, parents=True, force=force)}")
+            return
     arch = load_architecture(source)
     if family is None and fmt == "hf":
         family = _planned_family(source)

@@ -13,7 +13,7 @@ from moeplan.flops.architecture import Architecture
 from moeplan.flops.hf import to_hf_config, to_megatron_args
 
 Format = Literal["hf", "megatron"]
-FILE_IN_FOLDER = {"hf": "config.json", "megatron": "megatron-args.txt"}
+FILE_IN_FOLDER = {"hf": "config.json", "megatron": "megatron-args.txt", "torchtitan": "torchtitan.toml"}
 
 
 def render_export(arch: Architecture, fmt: Format, family: str | None = None) -> str:
