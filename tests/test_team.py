@@ -90,6 +90,7 @@ def assert_same_answer(out: str, reference) -> None:
     assert planned["loss"] == reference.loss
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["postgres", "journal"])
 def test_four_processes_share_one_study(kind, postgres_url, tmp_path, reference):
     """Four processes (as from four machines) x 200 trials on one study: exactly 800 finished, no errors."""
@@ -105,6 +106,7 @@ def test_four_processes_share_one_study(kind, postgres_url, tmp_path, reference)
     assert set(counted) <= {"COMPLETE", "PRUNED"}, counted
 
 
+@pytest.mark.slow
 def test_workers_option_on_sqlite(tmp_path, reference):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     p = moeplan("plan", *SMALL, "--storage", url, "--study", "team", "--trials", 800, "--workers", 4, "--json")
@@ -134,6 +136,7 @@ def finished(url: str, name: str) -> dict[int, tuple]:
             for t in study.get_trials(deepcopy=False, states=FINISHED)}
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, reference):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     p = moeplan("plan", *SMALL, "--storage", url, "--study", "crash", "--trials", 120, "--json")
@@ -154,6 +157,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, reference):
     assert roles.count("plan") == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_the_plan_and_exits_130(tmp_path, reference):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     p = moeplan("plan", *SMALL, "--storage", url, "--study", "stop", "--trials", 400, "--json")
@@ -188,6 +192,7 @@ def dashboard_detail(url: str, name: str) -> dict:
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_dashboard_serves_the_study(tmp_path, reference):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     planned = plan(REFERENCE.model_copy(update={"storage": url}))
@@ -199,6 +204,7 @@ def test_dashboard_serves_the_study(tmp_path, reference):
     assert detail["objective_names"] == ["predicted_loss"]  # set_metric_names, as the dashboard names it
 
 
+@pytest.mark.slow
 def test_dashboard_shows_infeasible_trials_as_infeasible(tmp_path):
     """optuna-dashboard marks a trial feasible when every entry of its `constraints` list is <= 0."""
     url = f"sqlite:///{tmp_path / 'studies.db'}"

@@ -162,7 +162,8 @@ def render(p) -> None:
     source = "fitted constants" if p.request.law_params else ", ".join(p.law_constants_source)
     t.add_row("predicted loss", f"[bold]{p.loss:.4f}[/bold] ({p.law}, {source}{interval}); {p.band_size} "
                                 f"configurations within {p.band_tolerance} of it")
-    t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB bf16 weights, {p.training_memory_gb:,.0f} GB training state")
+    t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB weights at {p.request.bytes_per_param:g} bytes per parameter, "
+                        f"{p.training_memory_gb:,.0f} GB training state")
     t.add_row("[LING]", f"EL {p.efficiency_leverage:.2f}: worth {p.dense_equivalent_compute:.3g} dense FLOPs; "
                         f"suggested lr {p.ling_learning_rate:.2e}, batch {human(p.ling_batch_tokens)} tokens")
     for b in p.binding or []:

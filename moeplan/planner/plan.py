@@ -73,7 +73,7 @@ class Plan(BaseModel):
     granularity: float = Field(description="[LING] G_L = 2 d_hidden / d_expert")
     activation_ratio: float = Field(description="[LING] A = (E_a + E_s)/(E + E_s)")
     total_over_active: float = Field(description="N / N_a, non-embedding")
-    weight_memory_gb: float = Field(description="bf16 weights, 2 bytes per parameter")
+    weight_memory_gb: float = Field(description="weights at request.bytes_per_param bytes per parameter (bf16: 2)")
     training_memory_gb: float = Field(description=f"{TRAINING_BYTES_PER_PARAM} bytes per parameter (mixed-precision Adam)")
     efficiency_leverage: float = Field(description="[LING] EL(A, G_L, C)")
     dense_equivalent_compute: float = Field(description="[LING] EL x C")
