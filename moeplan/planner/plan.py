@@ -127,7 +127,8 @@ def law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
     missing = [n for n in law.constant_names if n not in constants]
     unknown = sorted(set(constants) - set(law.constant_names))
     if missing or unknown:
-        what = f"lacks {', '.join(missing)}" if missing else f"has constants law {law.name!r} does not: {', '.join(unknown)}"
+        what = (f"lacks {', '.join(missing)}" if missing
+                else f"has constants law {law.name!r} does not: {', '.join(unknown)}")
         raise MoeplanError(f"{where}: fitted constants must replace all of law {law.name!r}'s constants; it {what}")
     problem = _unphysical(law, constants)
     if problem:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -78,7 +77,7 @@ def objective_for(space: Space, multi: bool):
     # Range priors the suggest bounds already enforce can never break; record only the others (each named
     # constraint is one storage write per trial).
     probe = {axis: [dists[axis][0]] for axis in AXES}
-    enforced = {f"layers in [", "d_hidden in [", "n_experts <= ", "top_k <= ", "n_shared_experts <= "}
+    enforced = {"layers in [", "d_hidden in [", "n_experts <= ", "top_k <= ", "n_shared_experts <= "}
     breakable = [name for name in space.prior_violations(probe) if not any(name.startswith(e) for e in enforced)]
 
     def objective(trial: optuna.Trial):
@@ -101,7 +100,6 @@ def objective_for(space: Space, multi: bool):
     return objective
 
 
-
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RUN_KEY = "moeplan:run:"  # study system attr per plan call: the trials it adds (their sum is the target)
 FLUSH_EVERY_S = 0.25  # a long search stores its finished trials at least this often
@@ -114,7 +112,8 @@ def finished_trials(study: optuna.Study) -> int:
 
 
 def trials_target(study: optuna.Study) -> int:
-    """Trials the study's plan calls asked for, in total (`trials_target` is the pre-0.2 single attribute)."""
+    """Trials the study's plan calls asked for, in total (`trials_target`: the one attribute earlier versions
+    kept, which two concurrent plans could each overwrite)."""
     runs = study._storage.get_study_system_attrs(study._study_id)
     return study.user_attrs.get("trials_target", 0) + sum(v for k, v in runs.items() if k.startswith(RUN_KEY))
 
@@ -168,7 +167,7 @@ def add_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> N
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    for attempt in range(5):  # Optuna's own retry for deadlocks between concurrent writers
+    for attempt in range(5):  # retried as Optuna retries its own writes: a rolled-back transaction left nothing
         try:
             with _create_scoped_session(storage.scoped_session) as session:
                 if storage.engine.dialect.name == "sqlite":  # take the write lock first: no upgrade deadlock
