@@ -292,7 +292,11 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
         raise MoeplanError(f"nothing to resume: no study store at {store_file(url)}")
     with _Stop() as stop:
         storage = open_storage(url)
-        study = _open_study(storage, url, name, space, multi, resume)
+        try:
+            study = _open_study(storage, url, name, space, multi, resume)
+        except BaseException:
+            _close(storage)  # a refused store is left as it was: no WAL files of an open connection either
+            raise
         fresh = not study.get_trials(deepcopy=False)
         try:
             done = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False, states=FINISHED)}
@@ -314,6 +318,12 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
                 optuna.delete_study(study_name=name, storage=storage)
             raise
     return study, stop.requested
+
+
+def _close(storage) -> None:
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def _open_study(storage, url: str, name: str, space: Space, multi: bool, resume: bool) -> optuna.Study:
