@@ -87,6 +87,7 @@ def test_an_existing_store_opens_without_optunas_migration_machinery(tmp_path):
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_gets_one_line_within_seconds():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -151,6 +152,7 @@ def test_a_study_with_finished_trials_survives_a_failing_trial(tmp_path, monkeyp
     assert len(kept.trials) == 3 and all(t.state.is_finished() for t in kept.trials)
 
 
+@pytest.mark.slow
 def test_concurrent_plans_on_one_study_record_the_trials_they_ran(tmp_path):
     """Two plans on one fresh SQLite file at once: no schema race, and the target is what both ran."""
     url = f"sqlite:///{tmp_path / 's.db'}"
@@ -354,3 +356,14 @@ def test_a_new_store_is_what_optuna_and_alembic_would_make(tmp_path):
     assert schema(tmp_path / "ours.db") == schema(tmp_path / "optunas.db")
     checked = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'ours.db'}")  # Optuna's compatibility check
     assert checked.get_current_version() == checked.get_head_version()
+
+
+def test_every_stored_trial_carries_the_constraints_list_the_dashboard_reads(tmp_path):
+    """optuna-dashboard reads system attr `constraints` (a list), not Optuna 5's `constraints:<name>`
+    (tests/test_team.py checks it through the dashboard's HTTP API)."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    planned = plan(request(url, trials=40))  # TPE past the enqueued trials: some break a prior
+    trials = optuna.load_study(study_name=planned.study_name, storage=url).trials
+    broken = [bool(t.user_attrs.get("violated")) or t.state.name == "PRUNED" for t in trials]
+    shown = [any(c > 0 for c in t.system_attrs["constraints"]) for t in trials]
+    assert shown == broken and any(broken) and not all(broken)

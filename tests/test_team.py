@@ -204,6 +204,7 @@ def test_dashboard_serves_the_study(tmp_path, reference):
     assert detail["objective_names"] == ["predicted_loss"]  # set_metric_names, as the dashboard names it
 
 
+@pytest.mark.slow
 def test_dashboard_shows_infeasible_trials_as_infeasible(tmp_path):
     """optuna-dashboard marks a trial feasible when every entry of its `constraints` list is <= 0."""
     url = f"sqlite:///{tmp_path / 'studies.db'}"

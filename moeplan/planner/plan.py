@@ -87,7 +87,7 @@ class Plan(BaseModel):
     granularity: float = Field(description="[LING] G_L = 2 d_hidden / d_expert")
     activation_ratio: float = Field(description="[LING] A = (E_a + E_s)/(E + E_s)")
     total_over_active: float = Field(description="N / N_a, non-embedding")
-    weight_memory_gb: float = Field(description="weights at the request's bytes_per_param (bf16: 2)")
+    weight_memory_gb: float = Field(description="weights at request.bytes_per_param bytes per parameter (bf16: 2)")
     training_memory_gb: float = Field(description=f"{TRAINING_BYTES_PER_PARAM} bytes per parameter (mixed-precision Adam)")
     efficiency_leverage: float = Field(description="[LING] EL(A, G_L, C)")
     dense_equivalent_compute: float = Field(description="[LING] EL x C")
@@ -162,7 +162,8 @@ def law_and_samples(request: PlanRequest) -> tuple[Law, list[dict[str, float]]]:
     missing = [n for n in law.constant_names if n not in constants]
     unknown = sorted(set(constants) - set(law.constant_names))
     if missing or unknown:
-        what = f"lacks {', '.join(missing)}" if missing else f"has constants law {law.name!r} does not: {', '.join(unknown)}"
+        what = (f"lacks {', '.join(missing)}" if missing
+                else f"has constants law {law.name!r} does not: {', '.join(unknown)}")
         raise MoeplanError(f"{where}: fitted constants must replace all of law {law.name!r}'s constants; it {what}")
     problem = _unphysical(law, constants)
     if problem:

@@ -53,7 +53,8 @@ class Priors(BaseModel):
             if getattr(self, low) > getattr(self, high):
                 raise ValueError(f"{low}={getattr(self, low)} exceeds {high}={getattr(self, high)}")
         if self.dense_layers >= self.max_layers:
-            raise ValueError(f"dense_layers={self.dense_layers} leaves no MoE layer within max_layers={self.max_layers}")
+            raise ValueError(f"dense_layers={self.dense_layers} leaves no MoE layer within "
+                             f"max_layers={self.max_layers}")
         return self
 
 
@@ -66,7 +67,8 @@ class PlanRequest(BaseModel):
     gpu_hours: PositiveFloat | None = Field(
         None, le=1e12, description="budget as accelerator-hours (with gpu or gpu_flops, and mfu)")
     gpu: str | None = Field(None, description=f"accelerator for --gpu-hours: {', '.join(GPU_PEAK_FLOPS)}")
-    gpu_flops: PositiveFloat | None = Field(None, le=1e20, description="peak dense FLOP/s per accelerator (overrides --gpu)")
+    gpu_flops: PositiveFloat | None = Field(None, le=1e20,
+                                            description="peak dense FLOP/s per accelerator (overrides --gpu)")
     mfu: float = Field(0.4, gt=0, le=1, description="model FLOPs utilisation for --gpu-hours")
 
     max_params: PositiveFloat | None = Field(None, le=1e18, description="cap on total parameters (everything)")

@@ -101,7 +101,6 @@ def objective_for(space: Space, multi: bool):
     return objective
 
 
-
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 RUN_KEY = "moeplan:run:"  # study system attr per plan call: the trials it adds (their sum is the target)
 FLUSH_EVERY_S = 0.25  # a long search stores its finished trials at least this often
@@ -114,7 +113,8 @@ def finished_trials(study: optuna.Study) -> int:
 
 
 def trials_target(study: optuna.Study) -> int:
-    """Trials the study's plan calls asked for, in total (`trials_target` is the pre-0.2 single attribute)."""
+    """Trials the study's plan calls asked for, in total (`trials_target`: the one attribute earlier versions
+    kept, which two concurrent plans could each overwrite)."""
     runs = study._storage.get_study_system_attrs(study._study_id)
     return study.user_attrs.get("trials_target", 0) + sum(v for k, v in runs.items() if k.startswith(RUN_KEY))
 
@@ -168,7 +168,7 @@ def add_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> N
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    for attempt in range(5):  # Optuna's own retry for deadlocks between concurrent writers
+    for attempt in range(5):  # retried as Optuna retries its own writes: a rolled-back transaction left nothing
         try:
             with _create_scoped_session(storage.scoped_session) as session:
                 if storage.engine.dialect.name == "sqlite":  # take the write lock first: no upgrade deadlock
@@ -293,7 +293,11 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
         raise MoeplanError(f"nothing to resume: no study store at {store_file(url)}")
     with _Stop() as stop:
         storage = open_storage(url)
-        study = _open_study(storage, url, name, space, multi, resume)
+        try:
+            study = _open_study(storage, url, name, space, multi, resume)
+        except BaseException:
+            _close(storage)  # a refused store is left as it was: no WAL files of an open connection either
+            raise
         fresh = not study.get_trials(deepcopy=False)
         try:
             done = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False, states=FINISHED)}
@@ -315,6 +319,12 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
                 optuna.delete_study(study_name=name, storage=storage)
             raise
     return study, stop.requested
+
+
+def _close(storage) -> None:
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def _open_study(storage, url: str, name: str, space: Space, multi: bool, resume: bool) -> optuna.Study:
