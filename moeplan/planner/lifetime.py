@@ -26,7 +26,7 @@ from moeplan.flops import formulas as f
 from moeplan.flops.conventions import Convention
 from moeplan.flops.vectorised import count_arrays
 from moeplan.planner.designs import Design, summarise
-from moeplan.planner.solve import bound_is_valid, initial_boxes, lower_bound, with_tokens
+from moeplan.planner.solve import bound_is_valid, halve, initial_boxes, lower_bound, with_tokens
 from moeplan.planner.space import AXES, Evaluation, Space
 
 KV_BYTES = 2  # bf16 key/value cache
@@ -164,12 +164,7 @@ def cheapest_design(space: Space, target: float, incumbent: float = np.inf) -> t
                 incumbent = float(cost[k])
                 best = {a: int(v) for a, v in space.values(pair[k], combo[k], jl[k], il[k]).items()}
         split = ok & ~leaf & (cost <= incumbent * (1 + 1e-12))
-        pair, combo, jl, jh, il, ih = (x[split] for x in (pair, combo, jl, jh, il, ih))
-        on_j = (jh - jl) >= (ih - il)
-        mid_j, mid_i = (jl + jh) // 2, (il + ih) // 2
-        pair, combo = np.concatenate([pair, pair]), np.concatenate([combo, combo])
-        jl, jh = np.concatenate([jl, np.where(on_j, mid_j + 1, jl)]), np.concatenate([np.where(on_j, mid_j, jh), jh])
-        il, ih = np.concatenate([il, np.where(on_j, il, mid_i + 1)]), np.concatenate([np.where(on_j, ih, mid_i), ih])
+        pair, combo, jl, jh, il, ih = halve(*(x[split] for x in (pair, combo, jl, jh, il, ih)))
     return best, evaluated
 
 

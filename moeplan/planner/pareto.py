@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from moeplan.errors import MoeplanError
 from moeplan.planner.designs import Design, summarise
 from moeplan.planner.lifetime import serve_flops_per_token
-from moeplan.planner.solve import bound_is_valid, enumerate_space, initial_boxes, lower_bound
+from moeplan.planner.solve import bound_is_valid, enumerate_space, halve, initial_boxes, lower_bound
 from moeplan.planner.space import AXES, Space
 
 OBJECTIVES = ("predicted_loss", "total_params", "serve_flops_per_token")
@@ -112,12 +112,7 @@ def exact_front(space: Space, columns=(0, 1)) -> tuple[dict[str, np.ndarray], in
         leaf = (jl == jh) & (il == ih)
         # a box whose bound equals a front vector may only hold that point or points it weakly dominates
         split = ~leaf & space.box_may_be_feasible(lo, hi) & ~dominated(bound, front_vec)
-        pair, combo, jl, jh, il, ih = (x[split] for x in (pair, combo, jl, jh, il, ih))
-        on_j = (jh - jl) >= (ih - il)
-        mid_j, mid_i = (jl + jh) // 2, (il + ih) // 2
-        pair, combo = np.concatenate([pair, pair]), np.concatenate([combo, combo])
-        jl, jh = np.concatenate([jl, np.where(on_j, mid_j + 1, jl)]), np.concatenate([np.where(on_j, mid_j, jh), jh])
-        il, ih = np.concatenate([il, np.where(on_j, il, mid_i + 1)]), np.concatenate([np.where(on_j, ih, mid_i), ih])
+        pair, combo, jl, jh, il, ih = halve(*(x[split] for x in (pair, combo, jl, jh, il, ih)))
     return front_axes, evaluated
 
 

@@ -268,6 +268,15 @@ def initial_boxes(space: Space, combos=None) -> tuple[np.ndarray, ...]:
     return tuple(np.concatenate(c) for c in zip(*parts, strict=True))
 
 
+def halve(pair, combo, jl, jh, il, ih) -> tuple[np.ndarray, ...]:
+    """Each box split in two along its longer index range (d_expert on ties): the children, lower halves first."""
+    on_j = (jh - jl) >= (ih - il)
+    mid_j, mid_i = (jl + jh) // 2, (il + ih) // 2
+    return (np.concatenate([pair, pair]), np.concatenate([combo, combo]),
+            np.concatenate([jl, np.where(on_j, mid_j + 1, jl)]), np.concatenate([np.where(on_j, mid_j, jh), jh]),
+            np.concatenate([il, np.where(on_j, il, mid_i + 1)]), np.concatenate([np.where(on_j, ih, mid_i), ih]))
+
+
 def _pop(stack: list, size: int):
     """About `size` boxes from the top of the stack (the most promising first). An entry is a tuple of
     arrays (or of `Evaluation`s of the box corners) of one length."""
