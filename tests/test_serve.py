@@ -202,3 +202,14 @@ def test_serve_on_a_taken_port_is_one_line(cli, tmp_path):
         result = cli("serve", "--port", port, "--storage", f"sqlite:///{tmp_path / 's.db'}")
     assert result.code == 1
     assert result.err == f"moeplan: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_a_cluster_budget_plans_what_the_cluster_trains_in_its_days(service):
+    """The same request model as the CLI's `--gpus 64 --gpu h100 --days 3`: layout, memory per device, days."""
+    client, _ = service
+    r = client.post("/api/plan", json={"cluster": {"gpus": 64, "gpu": "h100", "days": 3},
+                                       "priors": {"max_d_hidden": 2048, "max_experts": 64}})
+    assert r.status_code == 200, r.text
+    c = r.json()["cluster"]
+    assert c["gpus"] == 64 and c["memory"]["fits"] and c["memory"]["total"] <= c["memory"]["capacity"]
+    assert c["days"] == pytest.approx(3.0, rel=1e-9) and c["layout_problems"] == []

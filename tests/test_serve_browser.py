@@ -81,5 +81,16 @@ def test_page_plans_a_budget_and_shows_the_plan_and_its_plots(browser_context, t
         page.click("#submit")
         page.wait_for_function("document.getElementById('status').textContent.startsWith('422')")
         assert "greater than 0" in page.text_content("#status")
+        # a cluster for a time: memory per device and the layout decide the model
+        page.check("input[name=mode][value=days]")
+        page.fill("#gpus", "64")
+        page.select_option("#cluster-gpu", "h100")
+        page.fill("#days", "3")
+        page.fill("#max-params", "")
+        page.click("#submit")
+        page.wait_for_function("document.getElementById('summary').textContent.includes('calendar')",
+                               timeout=120_000)
+        summary = page.text_content("#summary")
+        assert "64 x NVIDIA H100" in summary and "GiB" in summary and "3.0 days" in summary, summary
     finally:
         server.stop()

@@ -43,6 +43,7 @@ function request() {
   const mode = document.querySelector("input[name=mode]:checked").value;
   const r = { objective: $("objective").value };
   if (mode === "flops") r.flops = number("flops");
+  else if (mode === "days") r.cluster = { gpus: number("gpus"), gpu: $("cluster-gpu").value, days: number("days") };
   else Object.assign(r, { gpu_hours: number("gpu-hours"), gpu: $("gpu").value, mfu: number("mfu") });
   const maxParams = number("max-params"), maxTokens = number("max-tokens");
   if (maxParams !== null) r.max_params = maxParams;
@@ -79,6 +80,16 @@ function render(p) {
   row(t, "memory", `${Math.round(p.weight_memory_gb)} GB bf16 weights, ${Math.round(p.training_memory_gb)} GB training state`);
   row(t, "[LING]", `EL ${p.efficiency_leverage.toFixed(2)}; lr ${p.ling_learning_rate.toExponential(2)}, ` +
       `batch ${human(p.ling_batch_tokens)} tokens`);
+  if (p.cluster) {
+    const c = p.cluster, L = c.layout, m = c.memory;
+    row(t, "cluster", `${c.gpus} x ${c.accelerator.name}; TP ${L.tp}, PP ${L.pp}, EP ${L.ep}, DP ` +
+        `${L.world / (L.tp * L.pp * L.cp)}; micro-batch ${L.micro_batch}, global batch ${L.global_batch}; ` +
+        `recompute ${c.recompute}`);
+    row(t, "memory/device", `${m.total.toFixed(1)} of ${m.capacity} GiB (weights ${m.weights.toFixed(1)}, ` +
+        `gradients ${m.gradients.toFixed(1)}, optimizer ${m.optimizer.toFixed(1)}, activations ${m.activations.toFixed(1)})`);
+    row(t, "speed", `${human(c.tokens_per_s)} tokens/s, MFU ${(100 * c.mfu).toFixed(1)}%, step ${c.step_time_s.toPrecision(3)} s`);
+    row(t, "calendar", `${c.days.toFixed(1)} days, ${human(c.gpu_hours)} GPU-hours`);
+  }
   if (p.verified) row(t, "verified", `regret ${p.regret} over ${p.certificate_points.toLocaleString()} configurations`);
   row(t, "search", `${p.points_evaluated.toLocaleString()} of ${p.space_size.toLocaleString()} configurations ` +
       `evaluated; study ${p.study_name} (${p.trials} trials)`);
