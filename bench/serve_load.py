@@ -18,7 +18,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,41 +27,20 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.loopback import free_port, postgres_cluster  # noqa: E402
+
 MOEPLAN = [sys.executable, "-c", "from moeplan.cli.main import main; main()"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
 def postgres():
-    """A throwaway PostgreSQL cluster on loopback (initdb, trust auth), as tests/test_team.py starts one."""
-    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdb:
-        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
-    bindir = Path(initdb[-1]).parent
-    root = tempfile.mkdtemp(prefix="moeplan-pg-")
-    as_pg = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        os.chmod(root, 0o755)
-        shutil.chown(root, "postgres")
-        as_pg = ["runuser", "-u", "postgres", "--"]
-    data, port = f"{root}/data", free_port()
-    subprocess.run([*as_pg, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True,
-                   capture_output=True)
-    subprocess.run([*as_pg, bindir / "pg_ctl", "-D", data, "-l", f"{root}/log", "-w", "-o",
-                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=400", "start"],
-                   check=True, capture_output=True)
+    """A throwaway PostgreSQL cluster on loopback (tests/loopback.py, as the tests start one)."""
     try:
-        subprocess.run([*as_pg, bindir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "moeplan"],
-                       check=True, capture_output=True)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/moeplan"
-    finally:
-        subprocess.run([*as_pg, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        with postgres_cluster() as url:
+            yield url
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
 
 
 def post(port: int, path: str, body) -> tuple[int, str, float]:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.loopback import free_port
 from tests.test_team import postgres_url  # noqa: F401  (the fixture: a PostgreSQL cluster on loopback)
 
 pytest.importorskip("fastapi")
@@ -37,12 +37,6 @@ FIT = {"law": "chinchilla", "columns": {"N": "params_no_embed", "D": "tokens", "
        "where": {"dataset": "c4_original"}}
 FIT_ARGS = ["--law", "chinchilla", "--columns", "N=params_no_embed,D=tokens,loss=loss_c4_val",
             "--where", "dataset=c4_original"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

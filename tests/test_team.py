@@ -6,24 +6,20 @@ The PostgreSQL tests start a real server on loopback (initdb + pg_ctl in a tempo
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 import optuna
 import pytest
 
 from moeplan.planner import PlanRequest, Priors, plan
 from moeplan.store import open_storage
+from tests.loopback import free_port, postgres_bindir, postgres_cluster
 
 SMALL = ["--flops", "1e21", "--max-d-hidden", "2048", "--max-experts", "64", "--max-top-k", "8", "--max-shared", "2"]
 REFERENCE = PlanRequest(flops=1e21, priors=Priors(max_d_hidden=2048, max_experts=64, max_top_k=8, max_shared=2),
@@ -37,38 +33,14 @@ def reference():
     return plan(REFERENCE)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
-    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdb:
+    if postgres_bindir() is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed (.ci/run installs it)")
         pytest.skip("PostgreSQL is not installed")
-    bindir = Path(initdb[-1]).parent
-    root = tempfile.mkdtemp(prefix="moeplan-pg-")
-    as_pg = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        os.chmod(root, 0o755)
-        shutil.chown(root, "postgres")
-        as_pg = ["runuser", "-u", "postgres", "--"]
-    data, port = f"{root}/data", free_port()
-    subprocess.run([*as_pg, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True,
-                   capture_output=True)
-    subprocess.run([*as_pg, bindir / "pg_ctl", "-D", data, "-l", f"{root}/log", "-w", "-o",
-                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
-    try:
-        subprocess.run([*as_pg, bindir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "moeplan"],
-                       check=True, capture_output=True)
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/moeplan"
-    finally:
-        subprocess.run([*as_pg, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_cluster() as url:
+        yield url
 
 
 def moeplan(*args, **kw) -> subprocess.Popen:
