@@ -225,12 +225,7 @@ def feasible_corners(space: Space, lo: Evaluation, hi: Evaluation, box: tuple):
 
 def _mapped(space: Space, ev: Evaluation, axes: dict) -> Evaluation:
     """`ev` with its law inputs mapped from its own N, N_a and tokens and the architecture `axes`."""
-    from moeplan.laws.inputs import quantities
-
-    q = quantities(total_without_embeddings=ev.n, active_without_embeddings=ev.n_a, d_hidden=axes["d_hidden"],
-                   d_expert=axes["d_expert"], n_experts=axes["n_experts"], top_k=axes["top_k"],
-                   n_shared_experts=axes["n_shared_experts"], tokens=ev.tokens, needed=space.law.quantities)
-    return replace(ev, inputs=space.law.inputs(q))
+    return replace(ev, inputs=space.law_inputs(axes, ev.n, ev.n_a, ev.tokens))
 
 
 def with_tokens(space: Space, ev: Evaluation, tokens) -> Evaluation:

@@ -147,6 +147,13 @@ class Space:
         """Exact counts and predicted loss of points given by index arrays (broadcast together)."""
         return self.evaluate_values(self.values(pair, combo, j, i))
 
+    def law_inputs(self, axes: dict, n, n_a, tokens) -> dict[str, np.ndarray]:
+        """The law's variables of architectures (their axes) with these counts N, N_a and tokens (the one map)."""
+        return self.law.inputs(quantities(
+            total_without_embeddings=n, active_without_embeddings=n_a, d_hidden=axes["d_hidden"],
+            d_expert=axes["d_expert"], n_experts=axes["n_experts"], top_k=axes["top_k"],
+            n_shared_experts=axes["n_shared_experts"], tokens=tokens, needed=self.law.quantities))
+
     def evaluate_values(self, values: dict) -> Evaluation:
         """Exact counts and predicted loss of architectures given by their six axes (AXES)."""
         r = self.request
@@ -161,10 +168,7 @@ class Space:
 
             cluster = cluster_tokens(self, arrays, flops)
             tokens = cluster["tokens"]
-        inputs = self.law.inputs(quantities(
-            total_without_embeddings=n, active_without_embeddings=n_a, d_hidden=arrays["d_hidden"],
-            d_expert=arrays["d_expert"], n_experts=arrays["n_experts"], top_k=arrays["top_k"],
-            n_shared_experts=arrays["n_shared_experts"], tokens=tokens, needed=self.law.quantities))
+        inputs = self.law_inputs(arrays, n, n_a, tokens)
         loss = np.broadcast_to(self.law.loss(inputs), np.shape(flops))
         ev = Evaluation(total=c.total["all"], active=c.active["all"], n=n, n_a=n_a, flops_per_token=flops,
                         tokens=tokens, loss=loss, feasible=None, inputs=inputs, cluster=cluster)
