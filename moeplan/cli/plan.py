@@ -166,7 +166,8 @@ def plan_command(
         memory_gb=memory_gb, bytes_per_param=bytes_per_param, max_tokens=max_tokens, seq_len=seq_len,
         vocab_size=vocab, tie_embeddings=tie_embeddings, d_head=d_head, gqa_group=gqa_group,
         convention=convention_option(convention), law=law, law_params=law_params, tensor_parallel=tp,
-        expert_parallel=ep, pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
+        expert_parallel=ep if ep is not None else (8 if gpus is None else math.gcd(gpus, 64)),
+        pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
         objective=objective, tolerance=tolerance, trials=trials, seed=seed, study_name=study,
         workers=workers, resume=resume, family=family, band_keep=band_keep, max_memory_gb=max_memory_gb,
         laws=_law_list(laws), robust=robust, serve_tokens=serve_tokens, serve_context=serve_context,
@@ -181,7 +182,6 @@ def plan_command(
     )
     if gpus is None and any(x is not None for x in (days, price_per_gpu_hour, hbm_gb, global_batch)) | fp8:
         raise UsageError("--days, --price-per-gpu-hour, --hbm-gb, --fp8 and --global-batch need --gpus")
-    fields["expert_parallel"] = ep if ep is not None else (8 if gpus is None else math.gcd(gpus, 64))
     try:
         if gpus is not None:
             from moeplan.cluster.memory import MemoryOptions
