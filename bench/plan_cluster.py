@@ -11,38 +11,26 @@ its SQLite study store in a temporary folder and is not counted.
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def timed(command: list[str], cwd: str) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import moeplan, run  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    exe = Path(sys.executable).with_name("moeplan")
-    moeplan = str(exe) if exe.exists() else "moeplan"
-    commands = {"cluster": [moeplan, "plan", "--gpus", "1024", "--gpu", "h100", "--days", "30"],
-                "floor": [moeplan, "plan", "--flops", "1e22"]}
+    commands = {"cluster": moeplan("plan", "--gpus", "1024", "--gpu", "h100", "--days", "30"),
+                "floor": moeplan("plan", "--flops", "1e22")}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, command in commands.items():
-            timed(command, tmp)  # creates the study store
-            runs = [timed(command, tmp) for _ in range(args.runs)]
+            run(command, tmp)  # creates the study store (and warms the bytecode cache)
+            runs = [run(command, tmp) for _ in range(args.runs)]
             results[name] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
     for name, (wall, cpu) in results.items():
         print(f"{name:8} {' '.join(commands[name][1:])}: median wall {wall:.2f} s, CPU {cpu:.2f} s "
