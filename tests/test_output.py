@@ -147,6 +147,49 @@ def test_closed_stdout_exits_0_silently(monkeypatch, capsys, arch):
     assert exit_.value.code == 0 and capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("args", [[], ["--help"], ["plan", "--help"]])
+def test_help_into_a_closed_pipe_exits_0_silently(monkeypatch, capsys, args):
+    """Help is printed by rich, which exits 1 on a closed stdout; `moeplan --help | head -1` still exits 0."""
+    from moeplan.cli.main import main
+
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "w") as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        monkeypatch.setattr(sys, "argv", ["moeplan", *args])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        monkeypatch.undo()
+    assert exit_.value.code == 0 and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("args", "command"), [
+    (["plan", "--flops", "1e22"], "plan"), (["--debug", "count", "x"], "count"), (["--help"], None),
+    (["--version", "plan"], None), (["nosuch"], None), ([], None), (["--debug"], None)])
+def test_the_invoked_command_is_found_before_any_import(args, command):
+    from moeplan.cli.main import _invoked
+
+    assert _invoked(args) == command
+
+
+def test_a_command_imports_no_other_commands_code():
+    """`moeplan plan` builds and imports the plan command alone (the other commands cost start-up time)."""
+    code = (f"import sys; sys.argv = ['moeplan', *{list(SMALL_PLAN)!r}]\n"
+            "from moeplan.cli.main import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('moeplan.cli.')), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    loaded = eval(r.stderr.strip().splitlines()[-1])
+    assert "moeplan.cli.plan" in loaded
+    assert not {"moeplan.cli.sweep", "moeplan.cli.fit", "moeplan.cli.serve", "moeplan.cli.assess"} & set(loaded)
+
+
+def test_python_dash_m_moeplan_runs_the_cli():
+    r = subprocess.run([sys.executable, "-m", "moeplan", "--version"], capture_output=True, text=True, timeout=60,
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0 and r.stdout.startswith("moeplan ")
+
+
 def test_head_1_of_plan_exits_0():
     r = subprocess.run(f"set -o pipefail; {sys.executable} -c '{MAIN}' {' '.join(SMALL_PLAN)} | head -1",
                        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=300, cwd=ROOT,

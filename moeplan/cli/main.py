@@ -14,27 +14,28 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
 from moeplan import __version__
-from moeplan.cli.assess import assess_command
-from moeplan.cli.count import count_command
-from moeplan.cli.laws import derive_command, laws_command, leverage_command, predict_command
-from moeplan.cli.dashboard import dashboard_command
-from moeplan.cli.export import export_command
-from moeplan.cli.fit import fit_command
-from moeplan.cli.frontier import frontier_command
-from moeplan.cli.layout import layout_command
-from moeplan.cli.memory import memory_command
-from moeplan.cli.plan import plan_command
-from moeplan.cli.serve import serve_command
-from moeplan.cli.sweep import sweep_command
 from moeplan.errors import MoeplanError
 
-app = typer.Typer(
-    name="moeplan",
-    help="Plan Mixture-of-Experts pre-training runs: exact counts, published scaling laws, certified optima.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+# Each command's module is imported only when that command runs (or for the root --help, which lists them
+# all): a plan does not pay for building the other fourteen commands' options and importing their code.
+COMMANDS = {
+    "plan": ("moeplan.cli.plan", "plan_command"),
+    "count": ("moeplan.cli.count", "count_command"),
+    "laws": ("moeplan.cli.laws", "laws_command"),
+    "derive": ("moeplan.cli.laws", "derive_command"),
+    "predict": ("moeplan.cli.laws", "predict_command"),
+    "leverage": ("moeplan.cli.laws", "leverage_command"),
+    "fit": ("moeplan.cli.fit", "fit_command"),
+    "export": ("moeplan.cli.export", "export_command"),
+    "frontier": ("moeplan.cli.frontier", "frontier_command"),
+    "dashboard": ("moeplan.cli.dashboard", "dashboard_command"),
+    "memory": ("moeplan.cli.memory", "memory_command"),
+    "layout": ("moeplan.cli.layout", "layout_command"),
+    "serve": ("moeplan.cli.serve", "serve_command"),
+    "sweep": ("moeplan.cli.sweep", "sweep_command"),
+    "assess": ("moeplan.cli.assess", "assess_command"),
+}
+ROOT_FLAGS = {"--version", "--debug", "--help"}
 
 
 def _version(value: bool) -> None:
@@ -43,7 +44,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -53,21 +53,36 @@ def _root(
     """moeplan: which MoE to build for a compute budget, how long to train it, and the loss to expect."""
 
 
-app.command("plan")(plan_command)
-app.command("count")(count_command)
-app.command("laws")(laws_command)
-app.command("derive")(derive_command)
-app.command("predict")(predict_command)
-app.command("leverage")(leverage_command)
-app.command("fit")(fit_command)
-app.command("export")(export_command)
-app.command("frontier")(frontier_command)
-app.command("dashboard")(dashboard_command)
-app.command("memory")(memory_command)
-app.command("layout")(layout_command)
-app.command("serve")(serve_command)
-app.command("sweep")(sweep_command)
-app.command("assess")(assess_command)
+def build_app(only: str | None = None) -> typer.Typer:
+    """The typer application with every command, or with `only` that one (same options, same behaviour)."""
+    import importlib
+
+    app = typer.Typer(
+        name="moeplan",
+        help="Plan Mixture-of-Experts pre-training runs: exact counts, published scaling laws, certified optima.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(_root)
+    for name, (module, function) in COMMANDS.items():
+        if only is None or name == only:
+            app.command(name)(getattr(importlib.import_module(module), function))
+    return app
+
+
+def _invoked(args: list[str]) -> str | None:
+    """The command `args` run, if they name one before anything else (root flags aside)."""
+    for arg in args:
+        if arg not in ROOT_FLAGS:
+            return arg if arg in COMMANDS and "--version" not in args[: args.index(arg)] else None
+    return None
+
+
+def __getattr__(name: str):
+    if name == "app":  # the whole application, for tools that inspect it (tests, docs)
+        return build_app()
+    raise AttributeError(name)
 
 
 def _fail(message: str, code: int) -> None:
@@ -126,9 +141,13 @@ def main() -> None:
     _one_line_warnings(debug)
     ctrl_c = _note_ctrl_c()
     try:
+        app = build_app(_invoked(sys.argv[1:]))
         code = typer.main.get_command(app).main(args=sys.argv[1:], prog_name="moeplan", standalone_mode=False)
     except getattr(click_exceptions, "NoArgsIsHelpError", ()) as err:
-        print(err.format_message() if hasattr(err, "format_message") else err)
+        try:
+            print(err.format_message() if hasattr(err, "format_message") else err)
+        except BrokenPipeError:  # `moeplan | head`
+            _stdout_closed()
         sys.exit(0)
     except click_exceptions.UsageError as err:
         if debug:
@@ -136,6 +155,10 @@ def main() -> None:
         _fail(err.format_message().replace("\n", " ").replace("Value error, ", ""), 2)
     except BrokenPipeError:
         _stdout_closed()
+    except SystemExit as exit_:  # rich exits 1 on a closed stdout, e.g. while printing --help into `| head`
+        if isinstance(exit_.__context__, BrokenPipeError):
+            _stdout_closed()
+        raise
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", 130)
     except MoeplanError as err:
@@ -154,3 +177,7 @@ def main() -> None:
     if code == 130 and ctrl_c:
         _fail("interrupted", 130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
