@@ -223,6 +223,13 @@ def feasible_corners(space: Space, lo: Evaluation, hi: Evaluation, box: tuple):
     return low_c, high_c, possible
 
 
+def _remapped(space: Space, lo: Evaluation, hi: Evaluation, box: tuple) -> tuple:
+    """(combo, lo, hi) with both corners' law inputs mapped from their counts (the stack does not keep them)."""
+    pair, combo, jl, jh, il, ih = box
+    return (combo, _mapped(space, lo, space.values(pair, combo, jl, il)),
+            _mapped(space, hi, space.values(pair, combo, jh, ih)))
+
+
 def _mapped(space: Space, ev: Evaluation, axes: dict) -> Evaluation:
     """`ev` with its law inputs mapped from its own N, N_a and tokens and the architecture `axes`."""
     return replace(ev, inputs=space.law_inputs(axes, ev.n, ev.n_a, ev.tokens))
@@ -299,12 +306,17 @@ def _search(space: Space, tolerance: float, combos, incumbent: float, stream: _B
     def best_of(ev: Evaluation) -> float:
         return float(ev.loss[ev.feasible].min()) if ev.feasible.any() else np.inf
 
+    def corner(*index) -> Evaluation:
+        # the stack keeps what the bounds read: the law inputs are mapped again at clipped corners anyway and
+        # the active count is never read, and copying them on every split was a third of a wide search
+        return replace(space.evaluate(*index), active=None, inputs={})
+
     while True:
         if not stack:
             box = next(chunks, None)
             if box is None:
                 return incumbent, evaluated
-            lo = space.evaluate(box[0], box[1], box[2], box[4])
+            lo = corner(box[0], box[1], box[2], box[4])
             evaluated += len(lo.loss)
             incumbent = min(incumbent, best_of(lo))
             # the lower corner alone bounds the box's feasible part (total <= tokens / min_tokens_per_param):
@@ -319,7 +331,7 @@ def _search(space: Space, tolerance: float, combos, incumbent: float, stream: _B
                 continue
             pair, combo, jl, jh, il, ih = (x[keep] for x in box)
             lo = _at(lo, keep)
-            hi = space.evaluate(pair, combo, jh, ih)
+            hi = corner(pair, combo, jh, ih)
             evaluated += len(pair)
             incumbent = min(incumbent, best_of(hi))
             stack.append((pair, combo, jl, jh, il, ih, lo, hi))
@@ -339,7 +351,8 @@ def _search(space: Space, tolerance: float, combos, incumbent: float, stream: _B
             # the best kept, is counted whole instead of split into points
             whole = split & (bound > stream.kth + _SLACK) & wholly_feasible(space, lo, hi)
             if whole.any():
-                top = upper_bound(space, combo[whole], _at(lo, whole), _at(hi, whole))
+                w = (x[whole] for x in (pair, combo, jl, jh, il, ih))
+                top = upper_bound(space, *_remapped(space, _at(lo, whole), _at(hi, whole), tuple(w)))
                 whole[whole] = top <= stream.threshold - _SLACK
             if whole.any():
                 stream.add_boxes(space, *(x[whole] for x in (pair, combo, jl, jh, il, ih)), _at(lo, whole))
@@ -365,7 +378,7 @@ def _search(space: Space, tolerance: float, combos, incumbent: float, stream: _B
         lows, highs = _cat([lo, hi]), _cat([lo, hi])  # shared corners in place, the new ones put below
         a_new, b_new = np.flatnonzero(~a_point), np.flatnonzero(~b_point)
         if len(a_new) + len(b_new):
-            ev = space.evaluate(np.concatenate([pair[a_new], pair[b_new]]),
+            ev = corner(np.concatenate([pair[a_new], pair[b_new]]),
                                 np.concatenate([combo[a_new], combo[b_new]]),
                                 np.concatenate([a_jh[a_new], b_jl[b_new]]), np.concatenate([a_ih[a_new], b_il[b_new]]))
             evaluated += len(ev.loss)
