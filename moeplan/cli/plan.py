@@ -211,9 +211,9 @@ def plan_command(
         emit_json(result)
     else:
         render(result)
-    if result.interrupted:
-        stderr.print(f"interrupted: the plan above is complete; the study {result.study_name} keeps its "
-                     f"{result.trials} finished trials (continue with --resume)")
+    if result.search.interrupted:
+        stderr.print(f"interrupted: the plan above is complete; the study {result.search.study_name} keeps its "
+                     f"{result.search.trials} finished trials (continue with --resume)")
         raise typer.Exit(130)
 
 
@@ -259,13 +259,14 @@ def _shape(p) -> str:
 def _budget(p) -> str:
     """The budget as given: FLOPs, or GPU-hours with the accelerator, its peak and the MFU that convert it."""
     r = p.request
+    compute = p.training.compute
     if r.gpu_hours is None:
-        return f"{p.compute:.3g} FLOPs"
+        return f"{compute:.3g} FLOPs"
     from moeplan.planner.request import GPU_PEAK_FLOPS
 
     peak = r.gpu_flops or GPU_PEAK_FLOPS[r.gpu.lower()]
     gpu = f"{r.gpu} at " if r.gpu and not r.gpu_flops else ""
-    return (f"{p.compute:.3g} FLOPs = {r.gpu_hours:,.6g} GPU-hours x {gpu}{peak / 1e12:,.4g} TFLOP/s peak x "
+    return (f"{compute:.3g} FLOPs = {r.gpu_hours:,.6g} GPU-hours x {gpu}{peak / 1e12:,.4g} TFLOP/s peak x "
             f"MFU {r.mfu:g}")
 
 
@@ -289,80 +290,79 @@ def _cluster_rows(t, p) -> None:
                               f"{f' + {w.n_shared_experts} shared' if w.n_shared_experts else ''}: "
                               f"{human(w.total_params)} parameters, {human(w.tokens)} tokens "
                               f"({w.tokens / w.total_params:.1f} per parameter), loss {w.loss:.4f} "
-                              f"({w.loss - p.loss:+.4f})")
+                              f"({w.loss - p.law.loss:+.4f})")
 
 
 def render(p) -> None:
+    n, t_, law, s = p.counts, p.training, p.law, p.search
     t = Table(show_header=False, box=None, pad_edge=False, title=f"moeplan plan: {escape(_budget(p))}",
               title_justify="left", title_style="bold")
     t.add_column(style="bold cyan", no_wrap=True)
     t.add_column()
     t.add_row("architecture", _shape(p))
-    t.add_row("parameters", f"{human(p.total.all)} total ({human(p.total.without_embeddings)} non-embedding), "
-                            f"{human(p.active.all)} active ({human(p.active.without_embeddings)}); "
-                            f"N/N_a {p.total_over_active:.1f}; G {p.activated_experts:g}, S {p.shared_ratio:.3f}")
-    t.add_row("training", f"{human(p.tokens)} tokens ({p.tokens_per_param:.1f} per parameter), "
-                          f"{human(p.train_flops_per_token)} FLOPs/token ({p.convention.value})")
-    interval = (f", 95% interval [{p.loss_interval[0]:.4f}, {p.loss_interval[1]:.4f}] over the fit's bootstrap"
-                if p.loss_interval else "")
-    source = "fitted constants" if p.request.law_params else ", ".join(p.law_constants_source)
-    t.add_row("predicted loss", f"[bold]{p.loss:.4f}[/bold] ({p.law}, {escape(source)}{interval}); "
-                                f"{p.band_size:,} configurations within {p.band_tolerance:g} of it")
+    t.add_row("parameters", f"{human(n.total.all)} total ({human(n.total.without_embeddings)} non-embedding), "
+                            f"{human(n.active.all)} active ({human(n.active.without_embeddings)}); "
+                            f"N/N_a {n.total_over_active:.1f}; G {n.activated_experts:g}, S {n.shared_ratio:.3f}")
+    t.add_row("training", f"{human(t_.tokens)} tokens ({t_.tokens_per_param:.1f} per parameter), "
+                          f"{human(n.train_flops_per_token)} FLOPs/token ({p.request.convention.value})")
+    interval = (f", 95% interval [{law.loss_interval[0]:.4f}, {law.loss_interval[1]:.4f}] over the fit's bootstrap"
+                if law.loss_interval else "")
+    source = "fitted constants" if p.request.law_params else ", ".join(law.constants_source)
+    t.add_row("predicted loss", f"[bold]{law.loss:.4f}[/bold] ({law.name}, {escape(source)}{interval}); "
+                                f"{s.band_size:,} configurations within {p.request.tolerance:g} of it")
     t.add_row("family", f"{p.request.family} (moeplan export plan.json builds this model in transformers)")
-    t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB weights at {p.request.bytes_per_param:g} bytes/parameter, "
-                        f"{p.training_memory_gb:,.0f} GB training state")
-    t.add_row("[LING]", f"EL {p.efficiency_leverage:.2f}: worth {p.dense_equivalent_compute:.3g} dense FLOPs; "
-                        f"suggested lr {p.ling_learning_rate:.2e}, batch {human(p.ling_batch_tokens)} tokens")
-    for b in p.binding or []:
+    t.add_row("memory", f"{n.weight_memory_gb:,.0f} GB weights at {p.request.bytes_per_param:g} bytes/parameter, "
+                        f"{n.training_memory_gb:,.0f} GB training state")
+    t.add_row("[LING]", f"EL {law.efficiency_leverage:.2f}: worth {law.dense_equivalent_compute:.3g} dense FLOPs; "
+                        f"suggested lr {t_.ling_learning_rate:.2e}, batch {human(t_.ling_batch_tokens)} tokens")
+    for b in s.binding:
         also = f", also breaking {'; '.join(b.also)}" if b.also else ""
         t.add_row("binding", f"[yellow]{b.constraint}[/yellow] ({b.neighbour} would lower the loss by "
                              f"{b.loss_gain:.4f}{also})")
-    if not p.binding:
+    if not s.binding:
         t.add_row("binding", "none: an interior optimum")
-    for e in p.extrapolation:
+    for e in law.extrapolation:
         t.add_row("extrapolation", f"[yellow]{e}[/yellow]")
-    for w in p.law_warnings:
+    for w in law.warnings:
         t.add_row("not identified", f"[yellow]{w}[/yellow]")
     if p.cluster is not None:
         _cluster_rows(t, p)
-    if p.verified:
-        t.add_row("verified", f"regret {p.regret:.3g} against {p.certificate_points:,} enumerated configurations")
-    t.add_row("search", f"{p.points_evaluated:,} of {p.space_size:,} configurations evaluated; "
-                        f"study {escape(p.study_name)} in {escape(p.storage)} ({p.trials:,} trials)")
+    if s.verified:
+        t.add_row("verified", f"regret {s.regret:.3g} against {s.certificate_points:,} enumerated configurations")
+    t.add_row("search", f"{s.points_evaluated:,} of {s.space_size:,} configurations evaluated; "
+                        f"study {escape(s.study_name)} in {escape(s.storage)} ({s.trials:,} trials)")
     stdout.print(t)
-    if p.pareto_front:
-        rows, title = p.pareto_front, ("exact Pareto fronts (loss against total parameters, and against serving "
-                                       "FLOPs/token): the first 10 by total parameters")
+    chosen = _design_of(p)
+    if p.pareto is not None:
+        rows, title = [f.design for f in p.pareto.points[:10]], (
+            "exact Pareto fronts (loss against total parameters, and against serving FLOPs/token): the first 10 "
+            "by total parameters")
     else:
-        rows, title = p.alternatives, "the plan (*) and near-optimal alternatives"
+        rows, title = [chosen, *s.alternatives[:10]], "the plan (*) and near-optimal alternatives"
     alt = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                 caption="l layers, d d_hidden, n_e experts of width d_exp, k routed, n_s shared",
                 caption_justify="left")
     for col in ("", "l", "d", "d_exp", "n_e", "k", "n_s", "total", "active", "tokens", "loss"):
         alt.add_column(col, justify="right", no_wrap=True)
-    chosen = _candidate_of(p)
-    for c in ([] if p.pareto_front else [chosen]) + list(rows[:10]):
-        mark = "*" if _axes_of(c) == _axes_of(chosen) else ""
+    for c in rows:
+        mark = "*" if c.axes == chosen.axes else ""
         alt.add_row(mark, str(c.n_layers), f"{c.d_hidden:,}", f"{c.d_expert:,}", str(c.n_experts), str(c.top_k),
                     str(c.n_shared_experts), human(c.total_params), human(c.active_params), human(c.tokens),
                     f"{c.loss:.4f}")
     stdout.print(alt)
-    stdout.print("[dim]assumptions: " + escape(" | ".join(p.assumptions)) + "[/dim]")
+    stdout.print("[dim]assumptions: " + escape(" | ".join(s.assumptions)) + "[/dim]")
     render_decisions(p)
 
 
-def _axes_of(c) -> tuple:
-    return (c.n_layers, c.d_hidden, c.d_expert, c.n_experts, c.top_k, c.n_shared_experts)
-
-
-def _candidate_of(p):
+def _design_of(p):
     """The chosen plan as a row of the alternatives table (same fields, same rounding as the rows)."""
-    from moeplan.planner.plan import Candidate
+    from moeplan.planner.designs import Design
 
-    a = p.architecture
-    return Candidate(n_layers=a.n_layers, d_hidden=a.d_hidden, d_expert=a.d_expert, n_experts=a.n_experts,
-                     top_k=a.top_k, n_shared_experts=a.n_shared_experts, loss=p.loss, total_params=p.total.all,
-                     active_params=p.active.all, tokens=p.tokens, train_flops_per_token=p.train_flops_per_token)
+    a, n = p.architecture, p.counts
+    return Design(n_layers=a.n_layers, d_hidden=a.d_hidden, d_expert=a.d_expert, n_experts=a.n_experts,
+                  top_k=a.top_k, n_shared_experts=a.n_shared_experts, total_params=n.total.all,
+                  active_params=n.active.all, law_N=n.total.without_embeddings, law_N_a=n.active.without_embeddings,
+                  tokens=p.training.tokens, train_flops_per_token=n.train_flops_per_token, loss=p.law.loss)
 
 
 def render_decisions(p) -> None:

@@ -153,18 +153,14 @@ def chosen_layout(request, arch) -> tuple[Layout, str]:
                   ep=request.expert_parallel, micro_batch=mb, global_batch=global_batch(request)), rc
 
 
-def cluster_report(space, arch, tokens: float, flops_per_token: float, without_prior) -> dict:
-    """The Plan fields a cluster adds: the cluster plan of the chosen architecture, the plan without the
-    tokens-per-parameter prior, and (for a --days budget) the compute actually spent."""
+def cluster_report(space, arch, tokens: float):
+    """The `ClusterPlan` of the chosen architecture: its layout, memory per device, speed and calendar."""
     from moeplan.cluster.report import evaluate
 
     r = space.request
     layout, rc = chosen_layout(r, arch)
     options = r.cluster.memory.model_copy(update={"recompute": rc})
-    update = {"cluster": evaluate(arch, r.cluster, layout, tokens, options), "without_prior": without_prior}
-    if days_budget(r):
-        update["compute"] = tokens * flops_per_token
-    return update
+    return evaluate(arch, r.cluster, layout, tokens, options)
 
 
 def infeasible_on_cluster(space):
