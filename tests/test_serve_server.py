@@ -267,7 +267,9 @@ def test_plan_with_a_fit_jobs_constants(server, tmp_path):
     expected = json.loads(cli("plan", *SMALL_ARGS, "--law-params", tmp_path / "constants.json", "--storage",
                               f"sqlite:///{tmp_path / 'cli.db'}", "--json"))
     assert planned["request"]["law_params"] == f"job:{job['id']}"
-    for key in ("architecture", "law", "training", "counts"):
+    for key in ("architecture", "training", "counts"):
         assert planned[key] == expected[key], key
+    for key in ("loss", "loss_interval", "constants"):
+        assert planned["law"][key] == expected["law"][key], key
     assert planned["search"]["binding"] == expected["search"]["binding"]
     assert planned["law"]["loss_interval"] is not None  # the job's bootstrap samples travelled with its constants

@@ -14,13 +14,17 @@ from rich.table import Table
 
 from rich import box
 
-from moeplan.cli.common import (ConventionOpt, ForceOpt, JsonOpt, emit_json, human, progress, stderr, stdout,
-                                trial_progress)
+from moeplan.cli.common import ForceOpt, JsonOpt, emit_json, human, progress, stderr, stdout, trial_progress
+from moeplan.cli.fields import FieldOption, nested, options_of, with_options
 from moeplan.cli.options import convention_option
+from moeplan.cluster.memory import MemoryOptions
+from moeplan.cluster.planning import ClusterBudget
 from moeplan.errors import MoeplanError, UsageError
 from moeplan.files import check_output
 from moeplan.jsonio import validation_message
+from moeplan.planner.request import PlanRequest, Priors
 from moeplan.plots import FORMATS, with_suffix
+from moeplan.store import DEFAULT_STORAGE
 
 PRIORS = "Shape priors"
 CAPS = "Budget and caps"
@@ -29,86 +33,43 @@ CLUSTER = "Cluster"
 DECIDE = "Decisions (docs/decisions.md)"
 
 
-def _opt(*names, help: str, panel: str = CAPS, **kw):
+def _opt(*names, help: str, panel: str, **kw):
     return typer.Option(*names, help=help, rich_help_panel=panel, **kw)
 
 
+# The request's fields as options (moeplan.cli.fields): the help panel of each, in the request's order.
+REQUEST_PANELS = {field: panel for panel, fields in {
+    CAPS: "flops gpu_hours gpu gpu_flops mfu max_params memory_gb bytes_per_param max_tokens convention",
+    PRIORS: "seq_len vocab_size tie_embeddings d_head gqa_group family tensor_parallel expert_parallel "
+            "pipeline_parallel hidden_align expert_align",
+    SEARCH: "law law_params objective tolerance trials seed storage study_name workers resume band_keep "
+            "max_memory_gb",
+    DECIDE: "laws robust serve_tokens serve_context target_loss",
+}.items() for field in fields.split()}
+# Options named otherwise than --field-name: today's names, so users' commands keep working.
+RENAMED = {"vocab_size": ("--vocab",), "memory_gb": ("--weights-gb", "--memory-gb"),
+           "convention": ("--convention", "-c"), "tensor_parallel": ("--tp",), "expert_parallel": ("--ep",),
+           "pipeline_parallel": ("--pp",), "study_name": ("--study",)}
+# Read as text and converted by the command: a convention names the choices in its error; laws are a
+# comma-separated list. The CLI keeps its studies in a file (the field's description says so).
+OVERRIDES = {"convention": {"annotation": str}, "laws": {"annotation": str | None},
+             "storage": {"default": DEFAULT_STORAGE}}
+CLUSTER_FIELDS = "gpus days hbm_gb price_per_gpu_hour global_batch"  # the cluster's gpu is --gpu's
+
+
+def request_options() -> list[FieldOption]:
+    """Every option of `plan` that is a field of `PlanRequest` (its priors and cluster included)."""
+    return [*options_of(PlanRequest, REQUEST_PANELS, RENAMED, OVERRIDES),
+            *options_of(Priors, dict.fromkeys(Priors.model_fields, PRIORS), {}, prefix=("priors",)),
+            *options_of(ClusterBudget, dict.fromkeys(CLUSTER_FIELDS.split(), CLUSTER), {}, prefix=("cluster",)),
+            *options_of(MemoryOptions, {"fp8": CLUSTER}, {}, prefix=("cluster", "memory"))]
+
+
+OPTIONS = request_options()
+
+
 def plan_command(
-    flops: Annotated[float | None, _opt("--flops", help="Training compute in FLOPs.")] = None,
-    gpu_hours: Annotated[float | None, _opt("--gpu-hours", help="Budget as accelerator-hours.")] = None,
-    gpu: Annotated[str | None, _opt("--gpu", help="Accelerator for --gpu-hours or --gpus: a100-80g, h100, h800, h200, b200, gb200, mi300x, tpu-v5p.")] = None,
-    gpu_flops: Annotated[float | None, _opt("--gpu-flops", help="Peak dense FLOP/s per accelerator.")] = None,
-    mfu: Annotated[float | None, _opt("--mfu", help="Model FLOPs utilisation for --gpu-hours [default: 0.4].")] = None,
-    max_params: Annotated[float | None, _opt("--max-params", help="Cap on total parameters.")] = None,
-    memory_gb: Annotated[float | None, _opt("--weights-gb", "--memory-gb", help="Memory for the weights alone (GB "
-                                            "at --bytes-per-param; --memory-gb is its old name). Training state "
-                                            "per device is --gpus/--hbm-gb's constraint.")] = None,
-    bytes_per_param: Annotated[float, _opt("--bytes-per-param", help="Bytes per parameter for --weights-gb.")] = 2.0,
-    max_tokens: Annotated[float | None, _opt("--max-tokens", help="Unique training tokens available.")] = None,
-    seq_len: Annotated[int, _opt("--seq-len", help="Training sequence length.", panel=PRIORS)] = 4096,
-    vocab: Annotated[int, _opt("--vocab", help="Vocabulary size.", panel=PRIORS)] = 128256,
-    tie_embeddings: Annotated[bool, _opt("--tie-embeddings", help="Tie input and output embeddings.", panel=PRIORS)] = False,
-    d_head: Annotated[int, _opt("--d-head", help="Attention head dim.", panel=PRIORS)] = 128,
-    gqa_group: Annotated[int, _opt("--gqa-group", help="Query heads per kv head.", panel=PRIORS)] = 4,
-    convention: ConventionOpt = "exact",
-    family: Annotated[str, _opt("--family", help="transformers model_type to build: fixes router biases, q/k norms, "
-                                "shared experts and dense layers (glm4_moe, qwen3_moe, qwen2_moe, mixtral, ...).",
-                                panel=PRIORS)] = "glm4_moe",
-    law: Annotated[str, _opt("--law", help="Loss law: hy, ludziejewski, krajewski, chinchilla-active, ... (moeplan laws).", panel=SEARCH)] = "hy",
-    law_params: Annotated[str | None, _opt("--law-params", help="Fitted constants JSON.", panel=SEARCH)] = None,
-    tp: Annotated[int, _opt("--tp", help="Tensor-parallel degree (divides heads).", panel=PRIORS)] = 1,
-    ep: Annotated[int | None, _opt("--ep", help="Expert-parallel degree (divides n_experts); default 8, with "
-                                              "--gpus 64 or the largest power of two dividing them.",
-                                    panel=PRIORS)] = None,
-    pp: Annotated[int, _opt("--pp", help="Pipeline stages (divide layers).", panel=PRIORS)] = 1,
-    hidden_align: Annotated[int, _opt("--hidden-align", help="d_hidden alignment.", panel=PRIORS)] = 128,
-    expert_align: Annotated[int, _opt("--expert-align", help="d_expert alignment.", panel=PRIORS)] = 64,
-    min_layers: Annotated[int, _opt("--min-layers", help="Fewest layers.", panel=PRIORS)] = 2,
-    max_layers: Annotated[int, _opt("--max-layers", help="Most layers.", panel=PRIORS)] = 128,
-    min_d_hidden: Annotated[int, _opt("--min-d-hidden", help="Smallest d_hidden.", panel=PRIORS)] = 512,
-    max_d_hidden: Annotated[int, _opt("--max-d-hidden", help="Largest d_hidden.", panel=PRIORS)] = 16384,
-    min_aspect: Annotated[float, _opt("--min-aspect", help="Lowest d_hidden/layers.", panel=PRIORS)] = 32.0,
-    max_aspect: Annotated[float, _opt("--max-aspect", help="Highest d_hidden/layers.", panel=PRIORS)] = 128.0,
-    min_expert_ratio: Annotated[float, _opt("--min-expert-ratio", help="Lowest d_expert/d_hidden.", panel=PRIORS)] = 0.25,
-    max_expert_ratio: Annotated[float, _opt("--max-expert-ratio", help="Highest d_expert/d_hidden.", panel=PRIORS)] = 0.75,
-    max_experts: Annotated[int, _opt("--max-experts", help="Most routed experts.", panel=PRIORS)] = 256,
-    max_top_k: Annotated[int, _opt("--max-top-k", help="Most routed experts per token.", panel=PRIORS)] = 16,
-    max_shared: Annotated[int, _opt("--max-shared", help="Most shared experts.", panel=PRIORS)] = 4,
-    dense_layers: Annotated[int, _opt("--dense-layers", help="Leading dense-FFN layers.", panel=PRIORS)] = 0,
-    min_tokens_per_param: Annotated[
-        float, _opt("--min-tokens-per-param", help="Floor on tokens per total parameter.", panel=PRIORS)] = 20.0,
-    objective: Annotated[
-        Literal["loss", "efficient", "pareto", "cost"],
-        _opt("--objective", help="loss; efficient (fewest FLOPs/token within --tolerance); pareto (exact "
-             "loss-memory and loss-serving fronts, recorded as the study); cost (least lifetime FLOPs: training "
-             "+ serving --serve-tokens).", panel=SEARCH)
-    ] = "loss",
-    laws: Annotated[str | None, _opt("--laws", help="Compare laws: names or fitted JSON files, comma-separated.",
-                                     panel=DECIDE)] = None,
-    robust: Annotated[bool, _opt("--robust", help="Minimax regret over the bootstrap samples of --law-params.",
-                                 panel=DECIDE)] = False,
-    serve_tokens: Annotated[float | None, _opt("--serve-tokens", help="Tokens served over the model's life.",
-                                               panel=DECIDE)] = None,
-    serve_context: Annotated[int | None, _opt("--serve-context", help="Context of a served token (default seq len).",
-                                              panel=DECIDE)] = None,
-    target_loss: Annotated[float | None, _opt("--target-loss", help="Loss the cost objective must reach.",
-                                              panel=DECIDE)] = None,
-    tolerance: Annotated[float, _opt("--tolerance", help="Loss tolerance of the near-optimal band.", panel=SEARCH)] = 0.001,
-    trials: Annotated[int | None, _opt("--trials", help="Optuna trials (default: seeds+plan+band).", panel=SEARCH)] = None,
-    seed: Annotated[int, _opt("--seed", help="Sampler seed.", panel=SEARCH)] = 0,
-    storage: Annotated[str | None, _opt("--storage", help="Optuna storage URL (default sqlite:///moeplan.db; "
-                                        ":memory: keeps no study).",
-                                        panel=SEARCH)] = None,
-    study: Annotated[str | None, _opt("--study", help="Study name (default: derived from the request).",
-                                      panel=SEARCH)] = None,
-    workers: Annotated[int, _opt("--workers", min=1, help="Processes running trials on the study.",
-                                 panel=SEARCH)] = 1,
-    resume: Annotated[bool, _opt("--resume", help="Continue the study after a crash (no other worker running).",
-                                 panel=SEARCH)] = False,
-    band_keep: Annotated[int, _opt("--band-keep", min=1, help="Band members kept in full (the band size stays "
-                                   "exact).", panel=SEARCH)] = 1000,
-    max_memory_gb: Annotated[float, _opt("--max-memory-gb", min=0.0, help="Memory the search may use (GB).",
-                                         panel=SEARCH)] = 2.0,
+    ctx: typer.Context,
     verify: Annotated[bool, _opt("--verify", help="Enumerate the whole space and report regret (minutes at 1e22).",
                                  panel=SEARCH)] = False,
     export: Annotated[Literal["hf", "megatron"] | None, _opt("--export", help="Also write the plan as hf or megatron.",
@@ -119,33 +80,23 @@ def plan_command(
                                       panel=SEARCH)] = None,
     dpi: Annotated[int, _opt("--dpi", min=10, max=2400, help="Resolution of PNG figures.", panel=SEARCH)] = 120,
     force: ForceOpt = False,
-    gpus: Annotated[int | None, _opt("--gpus", min=1, help="Devices of a cluster: memory per device becomes a hard "
-                                     "constraint, and with --days the budget is the calendar (docs/cluster.md).",
-                                     panel=CLUSTER)] = None,
-    days: Annotated[float | None, _opt("--days", help="Days on the cluster: the budget, or a cap with --flops.",
-                                       panel=CLUSTER)] = None,
-    price_per_gpu_hour: Annotated[float | None, _opt("--price-per-gpu-hour", min=0, help="Price per device-hour.",
-                                                     panel=CLUSTER)] = None,
-    hbm_gb: Annotated[float | None, _opt("--hbm-gb", help="HBM per device (GiB), overriding the catalogue.",
-                                         panel=CLUSTER)] = None,
-    fp8: Annotated[bool, _opt("--fp8", help="fp8 GEMMs on the cluster.", panel=CLUSTER)] = False,
-    global_batch: Annotated[int | None, _opt("--global-batch", min=1, help="Sequences per step on the cluster "
-                                             "(default: [LING]'s batch).", panel=CLUSTER)] = None,
     json_out: JsonOpt = False,
+    **fields,
 ) -> None:
     """Plan a pre-training run: architecture, tokens and predicted loss for a compute budget."""
-    from moeplan.planner import PlanRequest, Priors, plan  # keeps `moeplan count` free of optuna's import
+    from moeplan.planner import plan  # keeps `moeplan count` free of optuna's import
     from moeplan.planner.family import plan_family
-    from moeplan.planner.study import DEFAULT_STORAGE
 
-    if flops is not None and gpu_hours is None and gpus is None:
-        given = [name for name, value in (("--gpu", gpu), ("--gpu-flops", gpu_flops), ("--mfu", mfu))
-                 if value is not None]
-        if given:
-            raise UsageError(f"{' and '.join(given)}: only for --gpu-hours (converting it into FLOPs), not with "
+    given = {o.path[-1] for o in OPTIONS if ctx.get_parameter_source(o.parameter_name).name != "DEFAULT"}
+    values = nested(OPTIONS, fields)
+    cluster = values.pop("cluster")
+    if values["flops"] is not None and values["gpu_hours"] is None and cluster["gpus"] is None:
+        extra = [f"--{name.replace('_', '-')}" for name in ("gpu", "gpu_flops", "mfu") if name in given]
+        if extra:
+            raise UsageError(f"{' and '.join(extra)}: only for --gpu-hours (converting it into FLOPs), not with "
                              "--flops")
     try:
-        plan_family(family)
+        plan_family(values["family"])
     except MoeplanError as err:
         raise UsageError(str(err)) from None
     # Check every output path before any work: a late error would throw the plan away.
@@ -160,49 +111,16 @@ def plan_command(
         for name in PLOTS:
             check_output(with_suffix(plot, name), force, "--plot")
 
-    fields = dict(
-        flops=flops, gpu_hours=gpu_hours, gpu=gpu, gpu_flops=gpu_flops, mfu=0.4 if mfu is None else mfu,
-        max_params=max_params,
-        memory_gb=memory_gb, bytes_per_param=bytes_per_param, max_tokens=max_tokens, seq_len=seq_len,
-        vocab_size=vocab, tie_embeddings=tie_embeddings, d_head=d_head, gqa_group=gqa_group,
-        convention=convention_option(convention), law=law, law_params=law_params, tensor_parallel=tp,
-        expert_parallel=ep if ep is not None else (8 if gpus is None else math.gcd(gpus, 64)),
-        pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
-        objective=objective, tolerance=tolerance, trials=trials, seed=seed, study_name=study,
-        workers=workers, resume=resume, family=family, band_keep=band_keep, max_memory_gb=max_memory_gb,
-        laws=_law_list(laws), robust=robust, serve_tokens=serve_tokens, serve_context=serve_context,
-        target_loss=target_loss,
-        storage=storage if storage is not None else DEFAULT_STORAGE,  # the CLI keeps studies; the API: :memory:
-    )
-    prior_fields = dict(
-        min_layers=min_layers, max_layers=max_layers, min_d_hidden=min_d_hidden, max_d_hidden=max_d_hidden,
-        min_aspect=min_aspect, max_aspect=max_aspect, min_expert_ratio=min_expert_ratio,
-        max_expert_ratio=max_expert_ratio, max_experts=max_experts, max_top_k=max_top_k, max_shared=max_shared,
-        dense_layers=dense_layers, min_tokens_per_param=min_tokens_per_param,
-    )
-    if gpus is None and any(x is not None for x in (days, price_per_gpu_hour, hbm_gb, global_batch)) | fp8:
-        raise UsageError("--days, --price-per-gpu-hour, --hbm-gb, --fp8 and --global-batch need --gpus")
-    try:
-        if gpus is not None:
-            from moeplan.cluster.memory import MemoryOptions
-            from moeplan.cluster.planning import ClusterBudget
-
-            fields["cluster"] = ClusterBudget(gpus=gpus, gpu=gpu or "h100", days=days, hbm_gb=hbm_gb,
-                                              price_per_gpu_hour=price_per_gpu_hour, global_batch=global_batch,
-                                              memory=MemoryOptions(fp8=fp8))
-            fields["cluster"].device()
-            if gpu_hours is None and flops is None:
-                fields["gpu"] = None  # --gpu names the cluster's device here, not a --gpu-hours rate
-        request = PlanRequest(**fields, priors=Priors(**prior_fields))
-    except ValidationError as err:
-        raise UsageError(validation_message(err)) from None
+    values["convention"] = convention_option(values["convention"])
+    values["laws"] = _law_list(values["laws"])
+    request = _request(values, cluster, "expert_parallel" in given)
     doing = "planning and verifying (enumerates the whole space)" if verify else "planning"
-    with trial_progress(f"{doing}: trials", trials):
+    with trial_progress(f"{doing}: trials", values["trials"]):
         result = plan(request, verify=verify)
     if export is not None:
         from moeplan.flops.export import write_export
 
-        written = write_export(result.architecture, export, out, family if export == "hf" else None, force)
+        written = write_export(result.architecture, export, out, request.family if export == "hf" else None, force)
         stderr.print(f"wrote {written}")
     if plot is not None:
         for written in write_plan_plots(request, plot, result, dpi, force):
@@ -215,6 +133,29 @@ def plan_command(
         stderr.print(f"interrupted: the plan above is complete; the study {result.search.study_name} keeps its "
                      f"{result.search.trials} finished trials (continue with --resume)")
         raise typer.Exit(130)
+
+
+def _request(values: dict, cluster: dict, ep_given: bool):
+    """The `PlanRequest` of the options; with --gpus, its cluster (of --gpu's devices) and an EP that suits it."""
+    gpus = cluster["gpus"]
+    if gpus is None:
+        if any(v is not None for k, v in cluster.items() if k not in ("gpus", "memory")) or cluster["memory"]["fp8"]:
+            raise UsageError("--days, --price-per-gpu-hour, --hbm-gb, --fp8 and --global-batch need --gpus")
+    elif not ep_given:
+        values["expert_parallel"] = math.gcd(gpus, 64)  # one node's EP 8 rarely holds a large MoE's state
+    try:
+        values["priors"] = Priors(**values["priors"])  # its errors name the prior alone, as the option does
+        if gpus is not None:
+            values["cluster"] = ClusterBudget(**cluster, gpu=values["gpu"] or "h100")
+            values["cluster"].device()
+            if values["gpu_hours"] is None and values["flops"] is None:
+                values["gpu"] = None  # --gpu names the cluster's device here, not a --gpu-hours rate
+        return PlanRequest(**values)
+    except ValidationError as err:
+        raise UsageError(validation_message(err)) from None
+
+
+with_options(plan_command, OPTIONS)
 
 
 PLOTS = ("isoflop", "band", "pareto")

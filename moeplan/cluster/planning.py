@@ -15,7 +15,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from moeplan.cluster.hardware import Accelerator
 from moeplan.cluster.layout import Layout
@@ -32,8 +32,10 @@ NOMINAL_MFU_NOTE = "nominal compute: days x devices x bf16 peak x --mfu; it only
 class ClusterBudget(Cluster):
     """A cluster for `moeplan plan`: the devices and, as the budget or as a cap, the days."""
 
-    days: PositiveFloat | None = None
-    global_batch: PositiveInt | None = None
+    gpus: PositiveInt = Field(description="devices of the cluster: memory per device becomes a hard constraint, "
+                              "and with days the budget is the calendar (docs/cluster.md)")
+    days: PositiveFloat | None = Field(None, description="days on the cluster: the budget, or a cap with flops")
+    global_batch: PositiveInt | None = Field(None, description="sequences per step (default: [LING]'s batch)")
 
 
 def nominal_compute(budget: ClusterBudget, mfu: float) -> float:
