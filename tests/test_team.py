@@ -138,7 +138,7 @@ def test_ctrl_c_prints_the_plan_and_exits_130(tmp_path, reference):
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert_same_answer(out, reference)
-    assert json.loads(out)["interrupted"] is True
+    assert json.loads(out)["search"]["interrupted"] is True
     assert "interrupted" in err and "--resume" in err and len(err.strip().splitlines()) == 1
     assert len(finished(url, "stop")) >= 20  # kept for --resume
 
