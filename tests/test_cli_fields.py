@@ -14,7 +14,7 @@ from moeplan.cli.main import app
 from moeplan.planner.request import PlanRequest
 from moeplan.store import DEFAULT_STORAGE
 
-COMMANDS = {"plan": plan_cli.OPTIONS, "frontier": frontier_cli.OPTIONS}
+COMMANDS = {"plan": plan_cli.request_options(), "frontier": frontier_cli.frontier_options()}
 
 
 def _command(name: str):
@@ -62,7 +62,7 @@ def test_each_request_field_is_one_option_with_its_description_and_default(name)
 
 
 def test_plan_reaches_every_request_field_but_the_clusters_catalogue_overrides():
-    reached = {o.path for o in plan_cli.OPTIONS}
+    reached = {o.path for o in plan_cli.request_options()}
     unreached = _leaves(PlanRequest) - reached
     # `moeplan layout`/`memory` take these; `plan --gpu` names the cluster's device
     memory = {("cluster", "memory", f) for f in ("weight_bytes", "grad_bytes", "master_bytes", "moment_bytes",
@@ -79,7 +79,7 @@ def test_plan_help_reads_at_80_columns(cli, monkeypatch):
     assert out.code == 0
     lines = out.out.splitlines()
     assert max(len(line) for line in lines) <= 80 and "…" not in out.out
-    for option in plan_cli.OPTIONS:
+    for option in plan_cli.request_options():
         assert any(option.names[0] in line for line in lines), option.names  # never cut
     text = " ".join(line.strip("│ ") for line in lines)  # the help column, unwrapped
     assert "the [HY] law" in text and "[default: sqlite:///moeplan.db]" in text

@@ -8,6 +8,7 @@ import inspect
 import operator
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, get_args, get_origin
@@ -77,14 +78,26 @@ def options_of(model: type[BaseModel], panels: dict[str, str], names: dict[str, 
             for name, field in model.model_fields.items() if name in panels]
 
 
-def with_options(command, options: list[FieldOption]):
-    """`command`, whose `**fields` receive the options' values, with a signature typer reads them from."""
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-           for p in inspect.signature(command, eval_str=True).parameters.values()
-           if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    # the fields first: help panels appear in the order of their first option, the request's order
-    command.__signature__ = inspect.Signature([*(o.parameter() for o in options), *own])
-    return command
+class WithOptions:
+    """`command`, whose `**fields` receive the options' values, with a signature typer reads them from.
+
+    The options are made when typer first reads the signature, inside moeplan's main (where Ctrl-C and errors
+    become one line), not when the CLI is imported: the request's module imports the planner and optuna."""
+
+    def __init__(self, command, options: Callable[[], list[FieldOption]]):
+        functools.update_wrapper(self, command)
+        self._command, self._options = command, options
+
+    @functools.cached_property
+    def __signature__(self) -> inspect.Signature:
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for p in inspect.signature(self._command, eval_str=True).parameters.values()
+               if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        # the fields first: help panels appear in the order of their first option, the request's order
+        return inspect.Signature([*(o.parameter() for o in self._options()), *own])
+
+    def __call__(self, *args, **kwargs):
+        return self._command(*args, **kwargs)
 
 
 def nested(options: list[FieldOption], values: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from pathlib import Path
 from typing import Annotated
@@ -14,21 +15,26 @@ from rich.table import Table
 from rich import box
 
 from moeplan.cli.common import ForceOpt, JsonOpt, emit_json, human, progress, stderr, stdout
-from moeplan.cli.fields import nested, options_of, with_options
+from moeplan.cli.fields import WithOptions, nested, options_of
 from moeplan.errors import UsageError
 from moeplan.files import check_output
 from moeplan.jsonio import validation_message
-from moeplan.planner.request import PlanRequest, Priors
 
 
-# The request's fields `frontier` takes, as options (moeplan.cli.fields); every other field keeps its default.
 CAPS = "Caps and priors"
-OPTIONS = [*options_of(PlanRequest, dict.fromkeys(("max_params", "max_tokens", "law_params", "max_memory_gb"), CAPS),
-                       {}),
-           *options_of(Priors, dict.fromkeys(("max_experts", "min_tokens_per_param"), CAPS), {}, prefix=("priors",))]
 
 
-def frontier_command(
+@functools.cache
+def frontier_options() -> list:
+    """The request's fields `frontier` takes, as options (moeplan.cli.fields); the others keep their defaults."""
+    from moeplan.planner.request import PlanRequest, Priors
+
+    return [*options_of(PlanRequest, dict.fromkeys(("max_params", "max_tokens", "law_params", "max_memory_gb"),
+                                                   CAPS), {}),
+            *options_of(Priors, dict.fromkeys(("max_experts", "min_tokens_per_param"), CAPS), {}, prefix=("priors",))]
+
+
+def _frontier_command(
     start: Annotated[float, typer.Option("--from", help="Smallest budget in FLOPs.")] = 1e18,
     stop: Annotated[float, typer.Option("--to", help="Largest budget in FLOPs.")] = 1e26,
     per_decade: Annotated[int, typer.Option("--per-decade", min=1, max=100, help="Budgets per factor of 10.")] = 2,
@@ -41,6 +47,7 @@ def frontier_command(
 ) -> None:
     """Plan every budget from --from to --to: architecture, loss, N, N_a, D, N_a/N."""
     from moeplan.planner.curves import budgets, frontier
+    from moeplan.planner.request import PlanRequest, Priors
     from moeplan.plots import FORMATS
 
     if plot is not None:  # before any work: a late error would throw the frontier away
@@ -53,7 +60,7 @@ def frontier_command(
             PlanRequest(flops=stop)
         except ValidationError as err:
             raise UsageError("--to: " + validation_message(err).removeprefix("flops: ")) from None
-        values = nested(OPTIONS, fields)
+        values = nested(frontier_options(), fields)
         request = PlanRequest(flops=start, **values | {"priors": Priors(**values["priors"])})
     except ValidationError as err:
         raise UsageError(validation_message(err)) from None
@@ -91,7 +98,7 @@ def frontier_command(
     return
 
 
-with_options(frontier_command, OPTIONS)
+frontier_command = WithOptions(_frontier_command, frontier_options)
 
 
 def _factor(x: float) -> str:

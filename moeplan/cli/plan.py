@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,16 +16,12 @@ from rich.table import Table
 from rich import box
 
 from moeplan.cli.common import ForceOpt, JsonOpt, emit_json, human, progress, stderr, stdout, trial_progress
-from moeplan.cli.fields import FieldOption, nested, options_of, with_options
+from moeplan.cli.fields import FieldOption, WithOptions, nested, options_of
 from moeplan.cli.options import convention_option
-from moeplan.cluster.memory import MemoryOptions
-from moeplan.cluster.planning import ClusterBudget
 from moeplan.errors import MoeplanError, UsageError
 from moeplan.files import check_output
 from moeplan.jsonio import validation_message
-from moeplan.planner.request import PlanRequest, Priors
 from moeplan.plots import FORMATS, with_suffix
-from moeplan.store import DEFAULT_STORAGE
 
 PRIORS = "Shape priors"
 CAPS = "Budget and caps"
@@ -50,25 +47,28 @@ REQUEST_PANELS = {field: panel for panel, fields in {
 RENAMED = {"vocab_size": ("--vocab",), "memory_gb": ("--weights-gb", "--memory-gb"),
            "convention": ("--convention", "-c"), "tensor_parallel": ("--tp",), "expert_parallel": ("--ep",),
            "pipeline_parallel": ("--pp",), "study_name": ("--study",)}
-# Read as text and converted by the command: a convention names the choices in its error; laws are a
-# comma-separated list. The CLI keeps its studies in a file (the field's description says so).
-OVERRIDES = {"convention": {"annotation": str}, "laws": {"annotation": str | None},
-             "storage": {"default": DEFAULT_STORAGE}}
 CLUSTER_FIELDS = "gpus days hbm_gb price_per_gpu_hour global_batch"  # the cluster's gpu is --gpu's
 
 
+@functools.cache
 def request_options() -> list[FieldOption]:
     """Every option of `plan` that is a field of `PlanRequest` (its priors and cluster included)."""
-    return [*options_of(PlanRequest, REQUEST_PANELS, RENAMED, OVERRIDES),
+    from moeplan.cluster.memory import MemoryOptions
+    from moeplan.cluster.planning import ClusterBudget
+    from moeplan.planner.request import PlanRequest, Priors
+    from moeplan.store import DEFAULT_STORAGE
+
+    # Read as text and converted by the command: a convention names the choices in its error; laws are a
+    # comma-separated list. The CLI keeps its studies in a file (the field's description says so).
+    overrides = {"convention": {"annotation": str}, "laws": {"annotation": str | None},
+                 "storage": {"default": DEFAULT_STORAGE}}
+    return [*options_of(PlanRequest, REQUEST_PANELS, RENAMED, overrides),
             *options_of(Priors, dict.fromkeys(Priors.model_fields, PRIORS), {}, prefix=("priors",)),
             *options_of(ClusterBudget, dict.fromkeys(CLUSTER_FIELDS.split(), CLUSTER), {}, prefix=("cluster",)),
             *options_of(MemoryOptions, {"fp8": CLUSTER}, {}, prefix=("cluster", "memory"))]
 
 
-OPTIONS = request_options()
-
-
-def plan_command(
+def _plan_command(
     ctx: typer.Context,
     verify: Annotated[bool, _opt("--verify", help="Enumerate the whole space and report regret (minutes at 1e22).",
                                  panel=SEARCH)] = False,
@@ -87,8 +87,9 @@ def plan_command(
     from moeplan.planner import plan  # keeps `moeplan count` free of optuna's import
     from moeplan.planner.family import plan_family
 
-    given = {o.path[-1] for o in OPTIONS if ctx.get_parameter_source(o.parameter_name).name != "DEFAULT"}
-    values = nested(OPTIONS, fields)
+    options = request_options()
+    given = {o.path[-1] for o in options if ctx.get_parameter_source(o.parameter_name).name != "DEFAULT"}
+    values = nested(options, fields)
     cluster = values.pop("cluster")
     if values["flops"] is not None and values["gpu_hours"] is None and cluster["gpus"] is None:
         extra = [f"--{name.replace('_', '-')}" for name in ("gpu", "gpu_flops", "mfu") if name in given]
@@ -137,6 +138,9 @@ def plan_command(
 
 def _request(values: dict, cluster: dict, ep_given: bool):
     """The `PlanRequest` of the options; with --gpus, its cluster (of --gpu's devices) and an EP that suits it."""
+    from moeplan.cluster.planning import ClusterBudget
+    from moeplan.planner.request import PlanRequest, Priors
+
     gpus = cluster["gpus"]
     if gpus is None:
         if any(v is not None for k, v in cluster.items() if k not in ("gpus", "memory")) or cluster["memory"]["fp8"]:
@@ -155,7 +159,7 @@ def _request(values: dict, cluster: dict, ep_given: bool):
         raise UsageError(validation_message(err)) from None
 
 
-with_options(plan_command, OPTIONS)
+plan_command = WithOptions(_plan_command, request_options)
 
 
 PLOTS = ("isoflop", "band", "pareto")
