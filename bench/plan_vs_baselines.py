@@ -57,7 +57,7 @@ def main() -> None:
                     if t.state == optuna.trial.TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())]
         tpe_regret = (min(feasible) - best) if feasible else float("inf")
 
-        rows = [("(a) moeplan plan", ours_clock, ours.loss - best),
+        rows = [("(a) moeplan plan", ours_clock, ours.law.loss - best),
                 (f"(b) Optuna TPE, {args.tpe_trials} trials", tpe_clock, tpe_regret),
                 (f"(c) enumeration, {certificate.evaluated:,}", enum_clock, 0.0)]
         for name, clock, regret in rows:

@@ -117,10 +117,11 @@ def run(storage: str, total: int = 200, distinct: int = 20, workers: int = 4, se
         for body, status, text, _ in results:
             if status == 200:
                 answers.setdefault(json.dumps(body), set()).add(text)
-        studies = [n for n in optuna.get_all_study_names(storage=storage) if n != json.loads(alone[1])["study_name"]]
+        studies = [n for n in optuna.get_all_study_names(storage=storage) if n != json.loads(alone[1])["search"]["study_name"]]
         plans = {k: json.loads(next(iter(v))) for k, v in answers.items()}
-        trials_ok = all(len(optuna.load_study(study_name=p["study_name"], storage=storage).trials) == p["trials"]
-                        for p in plans.values())
+        searches = [p["search"] for p in plans.values()]
+        trials_ok = all(len(optuna.load_study(study_name=s["study_name"], storage=storage).trials) == s["trials"]
+                        for s in searches)
         latencies = [t for *_, t in results]
         return {
             "requests": total, "distinct": distinct, "workers": workers, "errors": len(errors),
@@ -129,7 +130,7 @@ def run(storage: str, total: int = 200, distinct: int = 20, workers: int = 4, se
             "cached_answer_s": floor, "alone_s": alone[2],
             "identical_answers": all(len(v) == 1 for v in answers.values()) and len(answers) == distinct,
             "stored_studies": len(studies),
-            "studies_match": sorted(studies) == sorted(p["study_name"] for p in plans.values()),
+            "studies_match": sorted(studies) == sorted(s["study_name"] for s in searches),
             "trials_match": trials_ok,
         }
     finally:

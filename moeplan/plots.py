@@ -86,9 +86,10 @@ def band_figure(band, plan=None) -> object:
     sc = ax.scatter(100 * np.asarray(band["ratio"]), band["G"], c=band["loss"], cmap="viridis", s=14)
     fig.colorbar(sc, ax=ax, label=LOSS)
     if plan is not None:
-        ratio = plan.active.without_embeddings / plan.total.without_embeddings
-        ax.scatter([100 * ratio], [plan.activated_experts], marker="*", s=220, facecolor="tab:red",
-                   edgecolor="black", zorder=4, label=f"the plan (loss {plan.loss:.4f})")
+        n = plan.counts
+        ratio = n.active.without_embeddings / n.total.without_embeddings
+        ax.scatter([100 * ratio], [n.activated_experts], marker="*", s=220, facecolor="tab:red",
+                   edgecolor="black", zorder=4, label=f"the plan (loss {plan.law.loss:.4f})")
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
     _finish(ax, "activation ratio N_a/N (non-embedding, %)", "activated experts G = top_k + shared",

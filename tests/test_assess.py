@@ -63,10 +63,10 @@ def test_the_law_optimum_assessed_has_zero_regret(cli, tmp_path):
     plan = cli("plan", "--flops", "1e21", "--storage", ":memory:", "--json").json()
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan))
-    data = cli("assess", path, "--tokens", repr(plan["tokens"]), "--json").json()
+    data = cli("assess", path, "--tokens", repr(plan["training"]["tokens"]), "--json").json()
     law = data["laws"][0]
     assert law["regret"] == 0 and law["disagreements"] == []
-    assert law["loss"] == pytest.approx(plan["loss"], abs=1e-12)
+    assert law["loss"] == pytest.approx(plan["law"]["loss"], abs=1e-12)
     assert data["compute"] == pytest.approx(1e21, rel=1e-12)
 
 

@@ -114,7 +114,7 @@ def test_plan_json_with_a_cluster_becomes_a_job(cli, tmp_path):
     layout = plan["cluster"]["layout"]
     assert f"--expert-model-parallel-size {layout['ep']} \\" in script
     assert f"--global-batch-size {layout['global_batch']} \\" in script
-    assert f"--train-samples {round(plan['tokens'] / plan['architecture']['seq_len'])} \\" in script
+    assert f"--train-samples {round(plan['training']['tokens'] / plan['architecture']['seq_len'])} \\" in script
     toml = tomllib.loads(job_from_plan(path, "torchtitan"))
     assert toml["parallelism"]["expert_parallel_degree"] == layout["ep"]
     arch = tmp_path / "arch.json"

@@ -26,7 +26,7 @@ def small_cluster_request(**kw) -> PlanRequest:
 def test_cluster_plan_is_the_enumerations_optimum(kw):
     """--verify certifies under the same model: every point enumerated with the cluster's memory and speed."""
     result = plan(small_cluster_request(**kw), verify=True)
-    assert result.verified and abs(result.regret) < 1e-9
+    assert result.search.verified and abs(result.search.regret) < 1e-9
     c = result.cluster
     assert c.memory.fits and c.memory.total <= c.accelerator.hbm_gb
     assert c.layout_problems == []
@@ -39,19 +39,19 @@ def test_cluster_plan_is_the_enumerations_optimum(kw):
 def test_tokens_are_days_times_throughput():
     result = plan(small_cluster_request())
     c = result.cluster
-    assert result.tokens == pytest.approx(3 * 86400 * c.tokens_per_s, rel=1e-9)
-    assert result.compute == pytest.approx(result.tokens * result.train_flops_per_token)
+    assert result.training.tokens == pytest.approx(3 * 86400 * c.tokens_per_s, rel=1e-9)
+    assert result.training.compute == pytest.approx(result.training.tokens * result.counts.train_flops_per_token)
     assert c.gpu_hours == pytest.approx(3 * 24 * 64, rel=1e-6)
-    assert c.optimizer_steps == pytest.approx(result.tokens / c.tokens_per_step)
+    assert c.optimizer_steps == pytest.approx(result.training.tokens / c.tokens_per_step)
 
 
 def test_memory_binds_and_the_prior_is_shown():
     tight = plan(small_cluster_request(cluster=ClusterBudget(gpus=64, gpu="h100", days=3, hbm_gb=24)))
     roomy = plan(small_cluster_request())
-    assert tight.total.all < roomy.total.all
-    assert any(b.constraint.startswith("memory per device <= 24 GiB") for b in tight.binding)
+    assert tight.counts.total.all < roomy.counts.total.all
+    assert any(b.constraint.startswith("memory per device <= 24 GiB") for b in tight.search.binding)
     w = roomy.without_prior
-    assert w is not None and w.loss <= roomy.loss + 1e-12
+    assert w is not None and w.loss <= roomy.law.loss + 1e-12
 
 
 def test_must_show_1024_h100_for_30_days(cli, tmp_path):
@@ -84,7 +84,7 @@ def test_human_output_names_the_cluster(cli, tmp_path):
 def test_must_show_regret_zero_under_verify(cli, tmp_path):
     out = cli("plan", "--gpus", "1024", "--gpu", "h100", "--days", "30", "--json", "--verify",
               "--storage", f"sqlite:///{tmp_path / 'p.db'}")
-    assert out.code == 0 and out.json()["verified"] and abs(out.json()["regret"]) < 1e-9
+    assert out.code == 0 and out.json()["search"]["verified"] and abs(out.json()["search"]["regret"]) < 1e-9
 
 
 @pytest.mark.parametrize("args, code, text", [

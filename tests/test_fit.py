@@ -86,9 +86,9 @@ def test_bootstrap_intervals_and_plan_with_fitted_constants(tmp_path, cli):
     assert saved["law"] == "hy" and len(saved["bootstrap"]) == 8
     planned = cli("plan", "--flops", "1e21", "--max-d-hidden", "2048", "--max-experts", "32", "--law-params", out,
                   "--storage", ":memory:", "--json").json()
-    assert planned["law_constants"] == saved["constants"]
-    assert planned["law_constants_source"] == [saved["source"]]
-    low, high = planned["loss_interval"]
+    assert planned["law"]["constants"] == saved["constants"]
+    assert planned["law"]["constants_source"] == [saved["source"]]
+    low, high = planned["law"]["loss_interval"]
     assert low <= high
 
 
@@ -180,11 +180,11 @@ def test_a_fit_where_g_and_s_never_vary_reports_no_optimum_in_them_and_says_why(
 
     planned = cli("plan", "--flops", "1e21", "--max-d-hidden", "2048", "--max-experts", "32", "--law-params", out,
                   "--storage", ":memory:", "--json").json()
-    assert planned["law_domain"] == f"the ranges of the fit in {out}"
-    outside = {e["variable"]: e for e in planned["extrapolation"]}
-    g, s = planned["law_inputs"]["G"], planned["law_inputs"]["S"]
+    assert planned["law"]["domain"] == f"the ranges of the fit in {out}"
+    outside = {e["variable"]: e for e in planned["law"]["extrapolation"]}
+    g, s = planned["law"]["inputs"]["G"], planned["law"]["inputs"]["S"]
     assert ("G" in outside) == (g != 8.0) and ("S" in outside) == (s != 0.0)
-    assert {"G", "S"} <= set(outside) | {w.split(":")[0] for w in planned["law_warnings"]}
+    assert {"G", "S"} <= set(outside) | {w.split(":")[0] for w in planned["law"]["warnings"]}
 
 
 def test_collinear_variables_are_named():

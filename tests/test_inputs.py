@@ -97,9 +97,9 @@ def test_a_valid_plan_prints_no_numpy_warning(tmp_path):
 def test_bytes_per_param_sets_the_weight_memory():
     one = plan(PlanRequest(flops=1e21, bytes_per_param=1, storage=":memory:"))
     two = plan(PlanRequest(flops=1e21, bytes_per_param=2, storage=":memory:"))
-    assert one.total.all == two.total.all
-    assert one.weight_memory_gb == pytest.approx(one.total.all / 1e9)
-    assert two.weight_memory_gb == pytest.approx(2 * two.total.all / 1e9)
+    assert one.counts.total.all == two.counts.total.all
+    assert one.counts.weight_memory_gb == pytest.approx(one.counts.total.all / 1e9)
+    assert two.counts.weight_memory_gb == pytest.approx(2 * two.counts.total.all / 1e9)
 
 
 HY = {"e": 0.1577, "f": 7.2446, "m": 5.1395, "n": -3.2363, "k": 0.0013, "h": 0.0450, "a": 38.0510, "alpha": 0.2383,
@@ -141,4 +141,4 @@ def test_published_constants_given_as_a_fit_plan_as_the_published_law(tmp_path):
     small = Priors(max_d_hidden=2048, max_experts=64)
     fitted = plan(PlanRequest(flops=1e21, law_params=str(path), priors=small, storage=":memory:"))
     published = plan(PlanRequest(flops=1e21, priors=small, storage=":memory:"))
-    assert fitted.architecture == published.architecture and fitted.loss == pytest.approx(published.loss)
+    assert fitted.architecture == published.architecture and fitted.law.loss == pytest.approx(published.law.loss)

@@ -175,7 +175,7 @@ def test_ludziejewski_plan_at_1e22_is_certified_by_enumeration(cli):
     out = cli("plan", "--law", "ludziejewski", "--flops", "1e22", "--verify", "--storage", ":memory:", "--json")
     assert out.code == 0, out.err
     p = out.json()
-    assert p["law"] == "ludziejewski" and p["verified"] and p["regret"] == 0.0
-    assert p["certificate_points"] == p["space_size"] == 214_856_000
-    assert set(p["law_inputs"]) == {"N_a", "D", "E"}
-    assert p["law_inputs"]["E"] == p["architecture"]["n_experts"] / p["architecture"]["top_k"]
+    assert p["law"]["name"] == "ludziejewski" and p["search"]["verified"] and p["search"]["regret"] == 0.0
+    assert p["search"]["certificate_points"] == p["search"]["space_size"] == 214_856_000
+    assert set(p["law"]["inputs"]) == {"N_a", "D", "E"}
+    assert p["law"]["inputs"]["E"] == p["architecture"]["n_experts"] / p["architecture"]["top_k"]

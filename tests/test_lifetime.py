@@ -84,7 +84,7 @@ def test_cost_objective_trades_active_parameters_for_tokens(cli):
     data = cli(*args, "--json").json()
     life = data["lifetime"]
     cheap, plan = life["cheapest"], life["loss_plan"]
-    assert life["target_loss"] == pytest.approx(data["loss"])
+    assert life["target_loss"] == pytest.approx(data["law"]["loss"])
     assert cheap["design"]["loss"] == pytest.approx(plan["design"]["loss"], abs=1e-9)
     assert cheap["design"]["active_params"] < plan["design"]["active_params"]
     assert cheap["design"]["tokens"] > plan["design"]["tokens"]

@@ -229,7 +229,7 @@ def test_flops_with_gpu_options_is_a_usage_error(cli, extra):
 def test_progress_goes_to_stderr_and_never_into_json():
     r = moeplan(*SMALL_PLAN, "--trials", "12", "--json", env={"TTY_COMPATIBLE": "1"})
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["trials"] == 12  # stdout is exactly the model
+    assert json.loads(r.stdout)["search"]["trials"] == 12  # stdout is exactly the model
     assert "planning: trials" in r.stderr and "12/12" in r.stderr
     quiet = moeplan(*SMALL_PLAN, "--json", env={"TTY_COMPATIBLE": "0"})
     assert quiet.stderr == ""  # not a terminal: no bar at all
@@ -239,14 +239,15 @@ def test_progress_goes_to_stderr_and_never_into_json():
 def test_api_exports_and_describes_every_field(tmp_path, monkeypatch):
     import moeplan
     from moeplan.planner import Plan, PlanRequest, Priors
+    from moeplan.planner.result import Counts, LawPrediction, Search, Training
 
     assert moeplan.Priors is Priors and callable(moeplan.frontier)
     assert (ROOT / "moeplan" / "py.typed").exists()
-    for model in (Plan, Priors, PlanRequest):
+    for model in (Plan, Counts, Training, LawPrediction, Search, Priors, PlanRequest):
         assert [n for n, f in model.model_fields.items() if not f.description] == [], model.__name__
     monkeypatch.chdir(tmp_path)
     p = moeplan.plan(PlanRequest(flops=1e19, priors=Priors(max_d_hidden=1024, max_experts=32)))
-    assert p.storage == ":memory:" and os.listdir(tmp_path) == []  # no moeplan.db written silently
+    assert p.search.storage == ":memory:" and os.listdir(tmp_path) == []  # no moeplan.db written silently
 
 
 # -- docs (items 12, 14) ------------------------------------------------------------------------------------------

@@ -32,20 +32,21 @@ def small_request(flops: float, constraints: dict, **kw) -> PlanRequest:
 
 def test_data_cap_grows_the_model_until_the_budget_fits_the_data():
     free = plan(small_request(1e21, {}), verify=True)
-    capped = plan(small_request(1e21, {"max_tokens": free.tokens / 2}), verify=True)
-    assert abs(capped.regret) < 1e-6
-    assert capped.tokens <= free.tokens / 2
-    assert capped.train_flops_per_token > free.train_flops_per_token
-    assert capped.loss > free.loss
+    capped = plan(small_request(1e21, {"max_tokens": free.training.tokens / 2}), verify=True)
+    assert abs(capped.search.regret) < 1e-6
+    assert capped.training.tokens <= free.training.tokens / 2
+    assert capped.counts.train_flops_per_token > free.counts.train_flops_per_token
+    assert capped.law.loss > free.law.loss
 
 
 @pytest.mark.parametrize("flops", [1e20, 1e22, 1e24])
 @pytest.mark.parametrize("constraints", list(CONSTRAINT_SETS), ids=list(CONSTRAINT_SETS))
 def test_plan_is_the_enumerations_optimum(flops, constraints):
     result = plan(small_request(flops, CONSTRAINT_SETS[constraints]), verify=True)
-    assert result.verified and abs(result.regret) < 1e-6
-    assert result.certificate_band_size == result.band_size
-    assert result.points_evaluated < result.certificate_points / 2  # narrows even small spaces (bench: full ones)
+    s = result.search
+    assert s.verified and abs(s.regret) < 1e-6
+    assert s.certificate_band_size == s.band_size
+    assert s.points_evaluated < s.certificate_points / 2  # narrows even small spaces (bench: full ones)
 
 
 @st.composite
@@ -84,17 +85,18 @@ def test_branch_and_bound_finds_exactly_the_enumerated_band(request):
 def test_study_reads_well_in_the_dashboard(tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     result = plan(small_request(1e21, {}, storage=url))
-    study = optuna.load_study(study_name=result.study_name, storage=url)
+    study = optuna.load_study(study_name=result.search.study_name, storage=url)
     assert study.metric_names == ["predicted_loss"]
-    assert len(study.trials) == result.trials == len(result.seeds) + 1 + len(result.alternatives)
+    s = result.search
+    assert len(study.trials) == s.trials == len(s.seeds) + 1 + len(s.alternatives)
     best = study.best_trial
     assert best.params == {k: getattr(result.architecture, k) for k in best.params}
-    assert best.value == pytest.approx(result.loss, abs=1e-12)
+    assert best.value == pytest.approx(result.law.loss, abs=1e-12)
     assert best.user_attrs["role"] == "plan"
     for key in ("total_params", "active_params", "law_N", "law_N_a", "tokens", "train_flops_per_token",
                 "activated_experts_G", "shared_ratio_S", "weight_memory_gb", "training_memory_gb"):
         assert isinstance(best.user_attrs[key], (int, float)), key
-    assert best.user_attrs["total_params"] == result.total.all
+    assert best.user_attrs["total_params"] == result.counts.total.all
     assert best.constraints and all(v <= 0 for v in best.constraints.values())
     assert "tokens >= 20 x total parameters" in best.constraints
     assert {t.user_attrs["role"] for t in study.trials} == {"seed", "plan", "band"}
@@ -103,23 +105,23 @@ def test_study_reads_well_in_the_dashboard(tmp_path):
 
 def test_extra_trials_explore_and_mark_infeasible_ones():
     result = plan(small_request(1e21, {}, trials=40))
-    assert result.trials == 40
+    assert result.search.trials == 40
 
 
 def test_efficient_objective_takes_the_cheapest_within_tolerance():
     base = plan(small_request(1e22, {}, tolerance=0.01))
     cheap = plan(small_request(1e22, {}, tolerance=0.01, objective="efficient"))
-    assert cheap.loss <= base.loss + 0.01
-    assert cheap.train_flops_per_token <= base.train_flops_per_token
-    assert all(cheap.train_flops_per_token <= a.train_flops_per_token for a in base.alternatives
-               if a.loss <= base.loss + 0.01)
+    assert cheap.law.loss <= base.law.loss + 0.01
+    assert cheap.counts.train_flops_per_token <= base.counts.train_flops_per_token
+    assert all(cheap.counts.train_flops_per_token <= a.train_flops_per_token for a in base.search.alternatives
+               if a.loss <= base.law.loss + 0.01)
 
 
 def test_pareto_front_is_non_dominated():
     """Objectives of `pareto`: loss, total parameters and serving FLOPs per token (tests/test_pareto.py)."""
     result = plan(small_request(1e21, {}, objective="pareto"))
     front = [(p.design.loss, p.design.total_params, p.serve_flops_per_token) for p in result.pareto.points]
-    assert front and len(result.pareto_front) == len(front)
+    assert front
     for a in front:
         for b in front:
             assert not (b[0] < a[0] and b[1] < a[1] and b[2] < a[2])
@@ -128,7 +130,7 @@ def test_pareto_front_is_non_dominated():
 def test_binding_cap_is_reported():
     result = plan(small_request(1e22, {"priors": {"max_experts": 16}}))
     assert result.architecture.n_experts == 16
-    blocked = {b.constraint: b for b in result.binding}
+    blocked = {b.constraint: b for b in result.search.binding}
     assert "n_experts <= 16" in blocked and blocked["n_experts <= 16"].loss_gain > 0
 
 

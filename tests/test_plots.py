@@ -27,7 +27,7 @@ def test_frontier_points_are_the_planners_optima(front):
     assert [p.compute for p in front.points] == pytest.approx([1e18, 1e19, 1e20, 1e21, 1e22])
     p = front.points[3]
     planned = plan(REQUEST)
-    assert p.loss == pytest.approx(planned.loss, abs=1e-12)
+    assert p.loss == pytest.approx(planned.law.loss, abs=1e-12)
     assert (p.n_layers, p.d_hidden, p.n_experts, p.top_k) == (planned.architecture.n_layers,
                                                               planned.architecture.d_hidden,
                                                               planned.architecture.n_experts, planned.architecture.top_k)
@@ -112,8 +112,8 @@ def test_band_marks_the_plan_in_percent_and_pareto_is_in_gigabytes(tmp_path):
     ax = band_figure(band, planned).axes[0]
     assert any(t.get_text().startswith("the plan") for t in ax.get_legend().get_texts())
     star = ax.collections[-1].get_offsets()[0]
-    ratio = planned.active.without_embeddings / planned.total.without_embeddings
-    assert tuple(star) == pytest.approx((100 * ratio, planned.activated_experts))
+    ratio = planned.counts.active.without_embeddings / planned.counts.total.without_embeddings
+    assert tuple(star) == pytest.approx((100 * ratio, planned.counts.activated_experts))
     assert ax.xaxis.get_major_formatter()(3.0, 0).endswith("%")
     front = pareto(REQUEST, caps=5)
     line = pareto_figure(front, bytes_per_param=2.0).axes[0].lines[0]

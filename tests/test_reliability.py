@@ -66,7 +66,7 @@ def test_moeplans_own_tables_are_accepted(tmp_path):
     plan(request(url))
     with sqlite3.connect(tmp_path / "team.db") as db:
         db.execute("CREATE TABLE moeplan_jobs (id INTEGER PRIMARY KEY)")
-    assert plan(request(url, flops=2e21)).trials > 0
+    assert plan(request(url, flops=2e21)).search.trials > 0
 
 
 def test_a_file_that_is_not_a_database_is_refused_untouched(tmp_path, cli):
@@ -123,14 +123,14 @@ def test_a_plans_trials_are_stored_in_one_transaction(tmp_path):
 
 def test_a_study_is_refused_for_another_request(tmp_path, cli):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    first = cli("plan", *SMALL, "--storage", url, "--study", "mine", "--json").json()["trials"]
+    first = cli("plan", *SMALL, "--storage", url, "--study", "mine", "--json").json()["search"]["trials"]
     for flags in (["--flops", "1e24"], ["--flops", "1e24", "--resume"]):
         result = cli("plan", *SMALL, *flags, "--storage", url, "--study", "mine")
         assert result.code == 1, result.err
         assert result.err.strip() == ("moeplan: error: study 'mine' was made for another request (flops 1e+21, "
                                       "not 1e+24); use another --study, or the same request to join or --resume it")
     again = cli("plan", *SMALL, "--storage", url, "--study", "mine", "--seed", "3", "--trials", "5", "--json")
-    assert again.code == 0 and again.json()["trials"] == first + 5  # the same request joins it, any seed
+    assert again.code == 0 and again.json()["search"]["trials"] == first + 5  # the same request joins it, any seed
 
 
 def test_a_study_with_finished_trials_survives_a_failing_trial(tmp_path, monkeypatch):
@@ -222,14 +222,14 @@ def test_ctrl_c_with_workers_stores_every_finished_trial_and_stops_them(tmp_path
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
-    assert json.loads(out)["interrupted"] is True and "Traceback" not in err
+    assert json.loads(out)["search"]["interrupted"] is True and "Traceback" not in err
     deadline = time.time() + 10  # multiprocessing's resource tracker leaves when it reads the parent's exit
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers)
     study = optuna.load_study(study_name="w", storage=url)
     assert all(t.state.is_finished() for t in study.trials)
-    assert json.loads(out)["trials"] <= len(study.trials) < 3000
+    assert json.loads(out)["search"]["trials"] <= len(study.trials) < 3000
 
 
 # -- output -------------------------------------------------------------------------------------------
@@ -363,7 +363,7 @@ def test_every_stored_trial_carries_the_constraints_list_the_dashboard_reads(tmp
     (tests/test_team.py checks it through the dashboard's HTTP API)."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     planned = plan(request(url, trials=40))  # TPE past the enqueued trials: some break a prior
-    trials = optuna.load_study(study_name=planned.study_name, storage=url).trials
+    trials = optuna.load_study(study_name=planned.search.study_name, storage=url).trials
     broken = [bool(t.user_attrs.get("violated")) or t.state.name == "PRUNED" for t in trials]
     shown = [any(c > 0 for c in t.system_attrs["constraints"]) for t in trials]
     assert shown == broken and any(broken) and not all(broken)

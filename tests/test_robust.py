@@ -85,7 +85,7 @@ def test_robust_over_bootstrap_samples_cli(cli, tmp_path):
     robust = data["robust"]
     assert robust["laws"] == ["fit", "bootstrap 1", "bootstrap 2", "bootstrap 3"]
     assert robust["minimax"]["worst_regret"] <= robust["point_estimate"]["worst_regret"]
-    assert robust["point_estimate"]["design"]["loss"] == pytest.approx(data["loss"])
+    assert robust["point_estimate"]["design"]["loss"] == pytest.approx(data["law"]["loss"])
     text = cli(*args)
     assert text.code == 0, text.err
     assert "minimax regret" in text.out and "point estimate's worst case" in text.out

@@ -43,10 +43,10 @@ def test_plan_is_the_python_apis_plan_and_one_study_per_request(service):
     expected = plan(PlanRequest(**SMALL, storage=url))
     assert first.json() == again.json() == json.loads(expected.model_dump_json())
     names = optuna.get_all_study_names(storage=url)
-    assert names == [expected.study_name]
-    assert optuna.load_study(study_name=names[0], storage=url).trials.__len__() == expected.trials
-    link = client.get(f"/api/studies/{expected.study_name}").json()
-    assert link["trials"] == expected.trials and link["dashboard_url"] is None
+    assert names == [expected.search.study_name]
+    assert optuna.load_study(study_name=names[0], storage=url).trials.__len__() == expected.search.trials
+    link = client.get(f"/api/studies/{expected.search.study_name}").json()
+    assert link["trials"] == expected.search.trials and link["dashboard_url"] is None
 
 
 def test_count_of_an_uploaded_hf_config_is_qwen3s_published_size(service):
@@ -178,9 +178,9 @@ def test_identical_concurrent_requests_run_one_study(service):
     assert {a.status_code for a in answers} == {200}
     assert len({a.text for a in answers}) == 1
     new = set(optuna.get_all_study_names(storage=url)) - before
-    assert new == {answers[0].json()["study_name"]}
+    assert new == {answers[0].json()["search"]["study_name"]}
     trials = optuna.load_study(study_name=new.pop(), storage=url).trials
-    assert len(trials) == answers[0].json()["trials"]  # no trial run twice
+    assert len(trials) == answers[0].json()["search"]["trials"]  # no trial run twice
 
 
 def test_serve_without_the_extra_is_one_line(cli, monkeypatch):

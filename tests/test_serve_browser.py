@@ -51,13 +51,14 @@ def test_page_plans_a_budget_and_shows_the_plan_and_its_plots(browser_context, t
         # the page shows the plan the API gives for the same request
         status, plan = server.call("POST", "/api/plan", {"flops": 3e21, "max_params": 2e10, "objective": "loss"})
         assert status == 200
-        assert page.text_content("#headline") == f"Plan for 3.00e+21 FLOPs: predicted loss {plan['loss']:.4f}"
+        assert page.text_content("#headline") == f"Plan for 3.00e+21 FLOPs: predicted loss {plan['law']['loss']:.4f}"
         summary = page.text_content("#summary")
         a = plan["architecture"]
         assert f"{a['n_layers']} layers x d_hidden {a['d_hidden']}" in summary
-        assert page.locator("#binding li").count() == max(1, len(plan["binding"]))
-        if plan["binding"]:
-            assert plan["binding"][0]["constraint"] in page.text_content("#binding")
+        binding = plan["search"]["binding"]
+        assert page.locator("#binding li").count() == max(1, len(binding))
+        if binding:
+            assert binding[0]["constraint"] in page.text_content("#binding")
         # the three figures arrive as SVG and are drawn
         for kind in ("isoflop", "band", "pareto"):
             page.wait_for_function(f"document.getElementById('plot-{kind}').naturalWidth > 0", timeout=120_000)

@@ -114,8 +114,8 @@ def test_every_endpoint_answers_as_the_cli_does(server, tmp_path):
     status, served = s.call("POST", "/api/plan", SMALL)
     assert status == 200, served
     assert served == json.loads(cli("plan", *SMALL_ARGS, "--storage", s.storage, "--json"))
-    status, link = s.call("GET", f"/api/studies/{served['study_name']}")
-    assert status == 200 and link["trials"] == served["trials"]
+    status, link = s.call("GET", f"/api/studies/{served['search']['study_name']}")
+    assert status == 200 and link["trials"] == served["search"]["trials"]
     # count: an architecture as moeplan JSON, and an uploaded HF config
     arch = json.loads(cli("count", QWEN, "--json"))["architecture"]
     (tmp_path / "arch.json").write_text(json.dumps(arch))
@@ -236,7 +236,7 @@ def test_a_restart_loses_no_job_and_sigterm_lets_a_request_finish(tmp_path):
         # uvicorn shuts down gracefully, then re-raises the signal: killed by SIGTERM, after the shutdown ran
         assert second.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
         request.join(60)
-        assert answers and answers[0][0] == 200 and answers[0][1]["loss"] > 0
+        assert answers and answers[0][0] == 200 and answers[0][1]["law"]["loss"] > 0
         assert '"event": "worker stopped"' in second.log.read_text()
     finally:
         second.stop(signal.SIGKILL)
@@ -267,6 +267,9 @@ def test_plan_with_a_fit_jobs_constants(server, tmp_path):
     expected = json.loads(cli("plan", *SMALL_ARGS, "--law-params", tmp_path / "constants.json", "--storage",
                               f"sqlite:///{tmp_path / 'cli.db'}", "--json"))
     assert planned["request"]["law_params"] == f"job:{job['id']}"
-    for key in ("architecture", "loss", "loss_interval", "law_constants", "tokens", "binding"):
+    for key in ("architecture", "training", "counts"):
         assert planned[key] == expected[key], key
-    assert planned["loss_interval"] is not None  # the job's bootstrap samples travelled with its constants
+    for key in ("loss", "loss_interval", "constants"):
+        assert planned["law"][key] == expected["law"][key], key
+    assert planned["search"]["binding"] == expected["search"]["binding"]
+    assert planned["law"]["loss_interval"] is not None  # the job's bootstrap samples travelled with its constants

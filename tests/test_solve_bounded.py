@@ -82,10 +82,11 @@ def test_plan_band_size_is_exact_with_few_kept():
     request = PlanRequest(flops=1e21, priors=Priors(max_d_hidden=2048, max_experts=32), tolerance=0.02,
                           storage=":memory:", band_keep=5)
     result = plan(request, verify=True)
-    assert result.band_size == result.certificate_band_size > 5
-    assert abs(result.regret) < 1e-12
-    assert len(result.alternatives) == 4  # the best 5 kept: the plan and four others
-    assert result.band_bounds["d_hidden"][0] <= result.architecture.d_hidden <= result.band_bounds["d_hidden"][1]
+    s = result.search
+    assert s.band_size == s.certificate_band_size > 5
+    assert abs(s.regret) < 1e-12
+    assert len(s.alternatives) == 4  # the best 5 kept: the plan and four others
+    assert s.band_bounds["d_hidden"][0] <= result.architecture.d_hidden <= s.band_bounds["d_hidden"][1]
 
 
 def test_efficient_objective_is_exact_beyond_the_kept_members():

@@ -59,7 +59,7 @@ def states(url: str, name: str) -> dict[str, int]:
 def assert_same_answer(out: str, reference) -> None:
     planned = json.loads(out)
     assert planned["architecture"] == json.loads(reference.architecture.model_dump_json())
-    assert planned["loss"] == reference.loss
+    assert planned["law"]["loss"] == reference.law.loss
 
 
 @pytest.mark.slow  # worker processes, a real server or seconds of wall time
@@ -138,7 +138,7 @@ def test_ctrl_c_prints_the_plan_and_exits_130(tmp_path, reference):
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert_same_answer(out, reference)
-    assert json.loads(out)["interrupted"] is True
+    assert json.loads(out)["search"]["interrupted"] is True
     assert "interrupted" in err and "--resume" in err and len(err.strip().splitlines()) == 1
     assert len(finished(url, "stop")) >= 20  # kept for --resume
 
@@ -168,8 +168,8 @@ def dashboard_detail(url: str, name: str) -> dict:
 def test_dashboard_serves_the_study(tmp_path, reference):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     planned = plan(REFERENCE.model_copy(update={"storage": url}))
-    detail = dashboard_detail(url, planned.study_name)
-    assert len(detail["trials"]) == planned.trials
+    detail = dashboard_detail(url, planned.search.study_name)
+    assert len(detail["trials"]) == planned.search.trials
     params = [{p["name"]: p["param_external_value"] for p in t["params"]} for t in detail["trials"]]
     arch = planned.architecture
     assert {k: str(getattr(arch, k)) for k in params[0]} in params  # the API serialises values as text
@@ -181,8 +181,8 @@ def test_dashboard_shows_infeasible_trials_as_infeasible(tmp_path):
     """optuna-dashboard marks a trial feasible when every entry of its `constraints` list is <= 0."""
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     planned = plan(REFERENCE.model_copy(update={"storage": url, "trials": 60}))  # TPE tries both kinds
-    stored = {t.number: t for t in optuna.load_study(study_name=planned.study_name, storage=url).trials}
-    detail = dashboard_detail(url, planned.study_name)
+    stored = {t.number: t for t in optuna.load_study(study_name=planned.search.study_name, storage=url).trials}
+    detail = dashboard_detail(url, planned.search.study_name)
     shown = {t["number"]: all(c <= 0 for c in t["constraints"]) for t in detail["trials"]}
     broken = {n for n, t in stored.items() if t.user_attrs.get("violated") or t.state.name == "PRUNED"}
     assert broken and len(broken) < len(stored)  # the search tried both kinds

@@ -187,9 +187,9 @@ def test_plan_for_each_family_builds_in_transformers_with_the_plans_count(cli, t
     assert config.model_type == family
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    assert checkpoint_tensors(model) == planned["total"]["all"]
+    assert checkpoint_tensors(model) == planned["counts"]["total"]["all"]
     assert attention_scales(model) == {planned["architecture"]["d_head"] ** -0.5}
-    assert count(from_hf_config(config.to_dict())).total.all == planned["total"]["all"]
+    assert count(from_hf_config(config.to_dict())).total.all == planned["counts"]["total"]["all"]
 
 
 def test_plan_json_exports_as_its_family_and_mla_families_are_refused(cli, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from pathlib import Path
 from typing import Annotated
@@ -14,32 +15,39 @@ from rich.table import Table
 from rich import box
 
 from moeplan.cli.common import ForceOpt, JsonOpt, emit_json, human, progress, stderr, stdout
+from moeplan.cli.fields import WithOptions, nested, options_of
 from moeplan.errors import UsageError
 from moeplan.files import check_output
 from moeplan.jsonio import validation_message
 
 
-def frontier_command(
+CAPS = "Caps and priors"
+
+
+@functools.cache
+def frontier_options() -> list:
+    """The request's fields `frontier` takes, as options (moeplan.cli.fields); the others keep their defaults."""
+    from moeplan.planner.request import PlanRequest, Priors
+
+    return [*options_of(PlanRequest, dict.fromkeys(("max_params", "max_tokens", "law_params", "max_memory_gb"),
+                                                   CAPS), {}),
+            *options_of(Priors, dict.fromkeys(("max_experts", "min_tokens_per_param"), CAPS), {}, prefix=("priors",))]
+
+
+def _frontier_command(
     start: Annotated[float, typer.Option("--from", help="Smallest budget in FLOPs.")] = 1e18,
     stop: Annotated[float, typer.Option("--to", help="Largest budget in FLOPs.")] = 1e26,
     per_decade: Annotated[int, typer.Option("--per-decade", min=1, max=100, help="Budgets per factor of 10.")] = 2,
-    max_params: Annotated[float | None, typer.Option("--max-params", help="Cap on total parameters.")] = None,
-    max_tokens: Annotated[float | None, typer.Option("--max-tokens", help="Unique tokens available.")] = None,
-    min_tokens_per_param: Annotated[float, typer.Option("--min-tokens-per-param",
-                                                        help="Floor on tokens per parameter.")] = 20.0,
-    max_experts: Annotated[int, typer.Option("--max-experts", help="Most routed experts.")] = 256,
-    law_params: Annotated[str | None, typer.Option("--law-params", help="Fitted constants JSON.")] = None,
-    max_memory_gb: Annotated[float, typer.Option("--max-memory-gb", min=0.0,
-                                                 help="Memory each budget's search may use (GB).")] = 2.0,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the frontier figure (.png or .svg).")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV.")] = None,
     dpi: Annotated[int, typer.Option("--dpi", min=10, max=2400, help="Resolution of a PNG figure.")] = 120,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
+    **fields,
 ) -> None:
     """Plan every budget from --from to --to: architecture, loss, N, N_a, D, N_a/N."""
-    from moeplan.planner import PlanRequest, Priors
     from moeplan.planner.curves import budgets, frontier
+    from moeplan.planner.request import PlanRequest, Priors
     from moeplan.plots import FORMATS
 
     if plot is not None:  # before any work: a late error would throw the frontier away
@@ -52,9 +60,8 @@ def frontier_command(
             PlanRequest(flops=stop)
         except ValidationError as err:
             raise UsageError("--to: " + validation_message(err).removeprefix("flops: ")) from None
-        request = PlanRequest(flops=start, max_params=max_params, max_tokens=max_tokens, law_params=law_params,
-                              max_memory_gb=max_memory_gb,
-                              priors=Priors(min_tokens_per_param=min_tokens_per_param, max_experts=max_experts))
+        values = nested(frontier_options(), fields)
+        request = PlanRequest(flops=start, **values | {"priors": Priors(**values["priors"])})
     except ValidationError as err:
         raise UsageError(validation_message(err)) from None
     points = budgets(start, stop, per_decade)
@@ -89,6 +96,9 @@ def frontier_command(
     stdout.print("[dim]shape: layers x d_hidden; experts: n_experts x d_expert, top_k+shared; N_a: activated "
                  "non-embedding parameters; extrap.: largest factor outside the law's fitted domain[/dim]")
     return
+
+
+frontier_command = WithOptions(_frontier_command, frontier_options)
 
 
 def _factor(x: float) -> str:

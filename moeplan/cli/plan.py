@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,8 +15,8 @@ from rich.table import Table
 
 from rich import box
 
-from moeplan.cli.common import (ConventionOpt, ForceOpt, JsonOpt, emit_json, human, progress, stderr, stdout,
-                                trial_progress)
+from moeplan.cli.common import ForceOpt, JsonOpt, emit_json, human, progress, stderr, stdout, trial_progress
+from moeplan.cli.fields import FieldOption, WithOptions, nested, options_of
 from moeplan.cli.options import convention_option
 from moeplan.errors import MoeplanError, UsageError
 from moeplan.files import check_output
@@ -29,86 +30,46 @@ CLUSTER = "Cluster"
 DECIDE = "Decisions (docs/decisions.md)"
 
 
-def _opt(*names, help: str, panel: str = CAPS, **kw):
+def _opt(*names, help: str, panel: str, **kw):
     return typer.Option(*names, help=help, rich_help_panel=panel, **kw)
 
 
-def plan_command(
-    flops: Annotated[float | None, _opt("--flops", help="Training compute in FLOPs.")] = None,
-    gpu_hours: Annotated[float | None, _opt("--gpu-hours", help="Budget as accelerator-hours.")] = None,
-    gpu: Annotated[str | None, _opt("--gpu", help="Accelerator for --gpu-hours or --gpus: a100-80g, h100, h800, h200, b200, gb200, mi300x, tpu-v5p.")] = None,
-    gpu_flops: Annotated[float | None, _opt("--gpu-flops", help="Peak dense FLOP/s per accelerator.")] = None,
-    mfu: Annotated[float | None, _opt("--mfu", help="Model FLOPs utilisation for --gpu-hours [default: 0.4].")] = None,
-    max_params: Annotated[float | None, _opt("--max-params", help="Cap on total parameters.")] = None,
-    memory_gb: Annotated[float | None, _opt("--weights-gb", "--memory-gb", help="Memory for the weights alone (GB "
-                                            "at --bytes-per-param; --memory-gb is its old name). Training state "
-                                            "per device is --gpus/--hbm-gb's constraint.")] = None,
-    bytes_per_param: Annotated[float, _opt("--bytes-per-param", help="Bytes per parameter for --weights-gb.")] = 2.0,
-    max_tokens: Annotated[float | None, _opt("--max-tokens", help="Unique training tokens available.")] = None,
-    seq_len: Annotated[int, _opt("--seq-len", help="Training sequence length.", panel=PRIORS)] = 4096,
-    vocab: Annotated[int, _opt("--vocab", help="Vocabulary size.", panel=PRIORS)] = 128256,
-    tie_embeddings: Annotated[bool, _opt("--tie-embeddings", help="Tie input and output embeddings.", panel=PRIORS)] = False,
-    d_head: Annotated[int, _opt("--d-head", help="Attention head dim.", panel=PRIORS)] = 128,
-    gqa_group: Annotated[int, _opt("--gqa-group", help="Query heads per kv head.", panel=PRIORS)] = 4,
-    convention: ConventionOpt = "exact",
-    family: Annotated[str, _opt("--family", help="transformers model_type to build: fixes router biases, q/k norms, "
-                                "shared experts and dense layers (glm4_moe, qwen3_moe, qwen2_moe, mixtral, ...).",
-                                panel=PRIORS)] = "glm4_moe",
-    law: Annotated[str, _opt("--law", help="Loss law: hy, ludziejewski, krajewski, chinchilla-active, ... (moeplan laws).", panel=SEARCH)] = "hy",
-    law_params: Annotated[str | None, _opt("--law-params", help="Fitted constants JSON.", panel=SEARCH)] = None,
-    tp: Annotated[int, _opt("--tp", help="Tensor-parallel degree (divides heads).", panel=PRIORS)] = 1,
-    ep: Annotated[int | None, _opt("--ep", help="Expert-parallel degree (divides n_experts); default 8, with "
-                                              "--gpus 64 or the largest power of two dividing them.",
-                                    panel=PRIORS)] = None,
-    pp: Annotated[int, _opt("--pp", help="Pipeline stages (divide layers).", panel=PRIORS)] = 1,
-    hidden_align: Annotated[int, _opt("--hidden-align", help="d_hidden alignment.", panel=PRIORS)] = 128,
-    expert_align: Annotated[int, _opt("--expert-align", help="d_expert alignment.", panel=PRIORS)] = 64,
-    min_layers: Annotated[int, _opt("--min-layers", help="Fewest layers.", panel=PRIORS)] = 2,
-    max_layers: Annotated[int, _opt("--max-layers", help="Most layers.", panel=PRIORS)] = 128,
-    min_d_hidden: Annotated[int, _opt("--min-d-hidden", help="Smallest d_hidden.", panel=PRIORS)] = 512,
-    max_d_hidden: Annotated[int, _opt("--max-d-hidden", help="Largest d_hidden.", panel=PRIORS)] = 16384,
-    min_aspect: Annotated[float, _opt("--min-aspect", help="Lowest d_hidden/layers.", panel=PRIORS)] = 32.0,
-    max_aspect: Annotated[float, _opt("--max-aspect", help="Highest d_hidden/layers.", panel=PRIORS)] = 128.0,
-    min_expert_ratio: Annotated[float, _opt("--min-expert-ratio", help="Lowest d_expert/d_hidden.", panel=PRIORS)] = 0.25,
-    max_expert_ratio: Annotated[float, _opt("--max-expert-ratio", help="Highest d_expert/d_hidden.", panel=PRIORS)] = 0.75,
-    max_experts: Annotated[int, _opt("--max-experts", help="Most routed experts.", panel=PRIORS)] = 256,
-    max_top_k: Annotated[int, _opt("--max-top-k", help="Most routed experts per token.", panel=PRIORS)] = 16,
-    max_shared: Annotated[int, _opt("--max-shared", help="Most shared experts.", panel=PRIORS)] = 4,
-    dense_layers: Annotated[int, _opt("--dense-layers", help="Leading dense-FFN layers.", panel=PRIORS)] = 0,
-    min_tokens_per_param: Annotated[
-        float, _opt("--min-tokens-per-param", help="Floor on tokens per total parameter.", panel=PRIORS)] = 20.0,
-    objective: Annotated[
-        Literal["loss", "efficient", "pareto", "cost"],
-        _opt("--objective", help="loss; efficient (fewest FLOPs/token within --tolerance); pareto (exact "
-             "loss-memory and loss-serving fronts, recorded as the study); cost (least lifetime FLOPs: training "
-             "+ serving --serve-tokens).", panel=SEARCH)
-    ] = "loss",
-    laws: Annotated[str | None, _opt("--laws", help="Compare laws: names or fitted JSON files, comma-separated.",
-                                     panel=DECIDE)] = None,
-    robust: Annotated[bool, _opt("--robust", help="Minimax regret over the bootstrap samples of --law-params.",
-                                 panel=DECIDE)] = False,
-    serve_tokens: Annotated[float | None, _opt("--serve-tokens", help="Tokens served over the model's life.",
-                                               panel=DECIDE)] = None,
-    serve_context: Annotated[int | None, _opt("--serve-context", help="Context of a served token (default seq len).",
-                                              panel=DECIDE)] = None,
-    target_loss: Annotated[float | None, _opt("--target-loss", help="Loss the cost objective must reach.",
-                                              panel=DECIDE)] = None,
-    tolerance: Annotated[float, _opt("--tolerance", help="Loss tolerance of the near-optimal band.", panel=SEARCH)] = 0.001,
-    trials: Annotated[int | None, _opt("--trials", help="Optuna trials (default: seeds+plan+band).", panel=SEARCH)] = None,
-    seed: Annotated[int, _opt("--seed", help="Sampler seed.", panel=SEARCH)] = 0,
-    storage: Annotated[str | None, _opt("--storage", help="Optuna storage URL (default sqlite:///moeplan.db; "
-                                        ":memory: keeps no study).",
-                                        panel=SEARCH)] = None,
-    study: Annotated[str | None, _opt("--study", help="Study name (default: derived from the request).",
-                                      panel=SEARCH)] = None,
-    workers: Annotated[int, _opt("--workers", min=1, help="Processes running trials on the study.",
-                                 panel=SEARCH)] = 1,
-    resume: Annotated[bool, _opt("--resume", help="Continue the study after a crash (no other worker running).",
-                                 panel=SEARCH)] = False,
-    band_keep: Annotated[int, _opt("--band-keep", min=1, help="Band members kept in full (the band size stays "
-                                   "exact).", panel=SEARCH)] = 1000,
-    max_memory_gb: Annotated[float, _opt("--max-memory-gb", min=0.0, help="Memory the search may use (GB).",
-                                         panel=SEARCH)] = 2.0,
+# The request's fields as options (moeplan.cli.fields): the help panel of each, in the request's order.
+REQUEST_PANELS = {field: panel for panel, fields in {
+    CAPS: "flops gpu_hours gpu gpu_flops mfu max_params memory_gb bytes_per_param max_tokens convention",
+    PRIORS: "seq_len vocab_size tie_embeddings d_head gqa_group family tensor_parallel expert_parallel "
+            "pipeline_parallel hidden_align expert_align",
+    SEARCH: "law law_params objective tolerance trials seed storage study_name workers resume band_keep "
+            "max_memory_gb",
+    DECIDE: "laws robust serve_tokens serve_context target_loss",
+}.items() for field in fields.split()}
+# Options named otherwise than --field-name: today's names, so users' commands keep working.
+RENAMED = {"vocab_size": ("--vocab",), "memory_gb": ("--weights-gb", "--memory-gb"),
+           "convention": ("--convention", "-c"), "tensor_parallel": ("--tp",), "expert_parallel": ("--ep",),
+           "pipeline_parallel": ("--pp",), "study_name": ("--study",)}
+CLUSTER_FIELDS = "gpus days hbm_gb price_per_gpu_hour global_batch"  # the cluster's gpu is --gpu's
+
+
+@functools.cache
+def request_options() -> list[FieldOption]:
+    """Every option of `plan` that is a field of `PlanRequest` (its priors and cluster included)."""
+    from moeplan.cluster.memory import MemoryOptions
+    from moeplan.cluster.planning import ClusterBudget
+    from moeplan.planner.request import PlanRequest, Priors
+    from moeplan.store import DEFAULT_STORAGE
+
+    # Read as text and converted by the command: a convention names the choices in its error; laws are a
+    # comma-separated list. The CLI keeps its studies in a file (the field's description says so).
+    overrides = {"convention": {"annotation": str}, "laws": {"annotation": str | None},
+                 "storage": {"default": DEFAULT_STORAGE}}
+    return [*options_of(PlanRequest, REQUEST_PANELS, RENAMED, overrides),
+            *options_of(Priors, dict.fromkeys(Priors.model_fields, PRIORS), {}, prefix=("priors",)),
+            *options_of(ClusterBudget, dict.fromkeys(CLUSTER_FIELDS.split(), CLUSTER), {}, prefix=("cluster",)),
+            *options_of(MemoryOptions, {"fp8": CLUSTER}, {}, prefix=("cluster", "memory"))]
+
+
+def _plan_command(
+    ctx: typer.Context,
     verify: Annotated[bool, _opt("--verify", help="Enumerate the whole space and report regret (minutes at 1e22).",
                                  panel=SEARCH)] = False,
     export: Annotated[Literal["hf", "megatron"] | None, _opt("--export", help="Also write the plan as hf or megatron.",
@@ -119,33 +80,24 @@ def plan_command(
                                       panel=SEARCH)] = None,
     dpi: Annotated[int, _opt("--dpi", min=10, max=2400, help="Resolution of PNG figures.", panel=SEARCH)] = 120,
     force: ForceOpt = False,
-    gpus: Annotated[int | None, _opt("--gpus", min=1, help="Devices of a cluster: memory per device becomes a hard "
-                                     "constraint, and with --days the budget is the calendar (docs/cluster.md).",
-                                     panel=CLUSTER)] = None,
-    days: Annotated[float | None, _opt("--days", help="Days on the cluster: the budget, or a cap with --flops.",
-                                       panel=CLUSTER)] = None,
-    price_per_gpu_hour: Annotated[float | None, _opt("--price-per-gpu-hour", min=0, help="Price per device-hour.",
-                                                     panel=CLUSTER)] = None,
-    hbm_gb: Annotated[float | None, _opt("--hbm-gb", help="HBM per device (GiB), overriding the catalogue.",
-                                         panel=CLUSTER)] = None,
-    fp8: Annotated[bool, _opt("--fp8", help="fp8 GEMMs on the cluster.", panel=CLUSTER)] = False,
-    global_batch: Annotated[int | None, _opt("--global-batch", min=1, help="Sequences per step on the cluster "
-                                             "(default: [LING]'s batch).", panel=CLUSTER)] = None,
     json_out: JsonOpt = False,
+    **fields,
 ) -> None:
     """Plan a pre-training run: architecture, tokens and predicted loss for a compute budget."""
-    from moeplan.planner import PlanRequest, Priors, plan  # keeps `moeplan count` free of optuna's import
+    from moeplan.planner import plan  # keeps `moeplan count` free of optuna's import
     from moeplan.planner.family import plan_family
-    from moeplan.planner.study import DEFAULT_STORAGE
 
-    if flops is not None and gpu_hours is None and gpus is None:
-        given = [name for name, value in (("--gpu", gpu), ("--gpu-flops", gpu_flops), ("--mfu", mfu))
-                 if value is not None]
-        if given:
-            raise UsageError(f"{' and '.join(given)}: only for --gpu-hours (converting it into FLOPs), not with "
+    options = request_options()
+    given = {o.path[-1] for o in options if ctx.get_parameter_source(o.parameter_name).name != "DEFAULT"}
+    values = nested(options, fields)
+    cluster = values.pop("cluster")
+    if values["flops"] is not None and values["gpu_hours"] is None and cluster["gpus"] is None:
+        extra = [f"--{name.replace('_', '-')}" for name in ("gpu", "gpu_flops", "mfu") if name in given]
+        if extra:
+            raise UsageError(f"{' and '.join(extra)}: only for --gpu-hours (converting it into FLOPs), not with "
                              "--flops")
     try:
-        plan_family(family)
+        plan_family(values["family"])
     except MoeplanError as err:
         raise UsageError(str(err)) from None
     # Check every output path before any work: a late error would throw the plan away.
@@ -160,49 +112,16 @@ def plan_command(
         for name in PLOTS:
             check_output(with_suffix(plot, name), force, "--plot")
 
-    fields = dict(
-        flops=flops, gpu_hours=gpu_hours, gpu=gpu, gpu_flops=gpu_flops, mfu=0.4 if mfu is None else mfu,
-        max_params=max_params,
-        memory_gb=memory_gb, bytes_per_param=bytes_per_param, max_tokens=max_tokens, seq_len=seq_len,
-        vocab_size=vocab, tie_embeddings=tie_embeddings, d_head=d_head, gqa_group=gqa_group,
-        convention=convention_option(convention), law=law, law_params=law_params, tensor_parallel=tp,
-        expert_parallel=ep if ep is not None else (8 if gpus is None else math.gcd(gpus, 64)),
-        pipeline_parallel=pp, hidden_align=hidden_align, expert_align=expert_align,
-        objective=objective, tolerance=tolerance, trials=trials, seed=seed, study_name=study,
-        workers=workers, resume=resume, family=family, band_keep=band_keep, max_memory_gb=max_memory_gb,
-        laws=_law_list(laws), robust=robust, serve_tokens=serve_tokens, serve_context=serve_context,
-        target_loss=target_loss,
-        storage=storage if storage is not None else DEFAULT_STORAGE,  # the CLI keeps studies; the API: :memory:
-    )
-    prior_fields = dict(
-        min_layers=min_layers, max_layers=max_layers, min_d_hidden=min_d_hidden, max_d_hidden=max_d_hidden,
-        min_aspect=min_aspect, max_aspect=max_aspect, min_expert_ratio=min_expert_ratio,
-        max_expert_ratio=max_expert_ratio, max_experts=max_experts, max_top_k=max_top_k, max_shared=max_shared,
-        dense_layers=dense_layers, min_tokens_per_param=min_tokens_per_param,
-    )
-    if gpus is None and any(x is not None for x in (days, price_per_gpu_hour, hbm_gb, global_batch)) | fp8:
-        raise UsageError("--days, --price-per-gpu-hour, --hbm-gb, --fp8 and --global-batch need --gpus")
-    try:
-        if gpus is not None:
-            from moeplan.cluster.memory import MemoryOptions
-            from moeplan.cluster.planning import ClusterBudget
-
-            fields["cluster"] = ClusterBudget(gpus=gpus, gpu=gpu or "h100", days=days, hbm_gb=hbm_gb,
-                                              price_per_gpu_hour=price_per_gpu_hour, global_batch=global_batch,
-                                              memory=MemoryOptions(fp8=fp8))
-            fields["cluster"].device()
-            if gpu_hours is None and flops is None:
-                fields["gpu"] = None  # --gpu names the cluster's device here, not a --gpu-hours rate
-        request = PlanRequest(**fields, priors=Priors(**prior_fields))
-    except ValidationError as err:
-        raise UsageError(validation_message(err)) from None
+    values["convention"] = convention_option(values["convention"])
+    values["laws"] = _law_list(values["laws"])
+    request = _request(values, cluster, "expert_parallel" in given)
     doing = "planning and verifying (enumerates the whole space)" if verify else "planning"
-    with trial_progress(f"{doing}: trials", trials):
+    with trial_progress(f"{doing}: trials", values["trials"]):
         result = plan(request, verify=verify)
     if export is not None:
         from moeplan.flops.export import write_export
 
-        written = write_export(result.architecture, export, out, family if export == "hf" else None, force)
+        written = write_export(result.architecture, export, out, request.family if export == "hf" else None, force)
         stderr.print(f"wrote {written}")
     if plot is not None:
         for written in write_plan_plots(request, plot, result, dpi, force):
@@ -211,10 +130,36 @@ def plan_command(
         emit_json(result)
     else:
         render(result)
-    if result.interrupted:
-        stderr.print(f"interrupted: the plan above is complete; the study {result.study_name} keeps its "
-                     f"{result.trials} finished trials (continue with --resume)")
+    if result.search.interrupted:
+        stderr.print(f"interrupted: the plan above is complete; the study {result.search.study_name} keeps its "
+                     f"{result.search.trials} finished trials (continue with --resume)")
         raise typer.Exit(130)
+
+
+def _request(values: dict, cluster: dict, ep_given: bool):
+    """The `PlanRequest` of the options; with --gpus, its cluster (of --gpu's devices) and an EP that suits it."""
+    from moeplan.cluster.planning import ClusterBudget
+    from moeplan.planner.request import PlanRequest, Priors
+
+    gpus = cluster["gpus"]
+    if gpus is None:
+        if any(v is not None for k, v in cluster.items() if k not in ("gpus", "memory")) or cluster["memory"]["fp8"]:
+            raise UsageError("--days, --price-per-gpu-hour, --hbm-gb, --fp8 and --global-batch need --gpus")
+    elif not ep_given:
+        values["expert_parallel"] = math.gcd(gpus, 64)  # one node's EP 8 rarely holds a large MoE's state
+    try:
+        values["priors"] = Priors(**values["priors"])  # its errors name the prior alone, as the option does
+        if gpus is not None:
+            values["cluster"] = ClusterBudget(**cluster, gpu=values["gpu"] or "h100")
+            values["cluster"].device()
+            if values["gpu_hours"] is None and values["flops"] is None:
+                values["gpu"] = None  # --gpu names the cluster's device here, not a --gpu-hours rate
+        return PlanRequest(**values)
+    except ValidationError as err:
+        raise UsageError(validation_message(err)) from None
+
+
+plan_command = WithOptions(_plan_command, request_options)
 
 
 PLOTS = ("isoflop", "band", "pareto")
@@ -259,13 +204,14 @@ def _shape(p) -> str:
 def _budget(p) -> str:
     """The budget as given: FLOPs, or GPU-hours with the accelerator, its peak and the MFU that convert it."""
     r = p.request
+    compute = p.training.compute
     if r.gpu_hours is None:
-        return f"{p.compute:.3g} FLOPs"
+        return f"{compute:.3g} FLOPs"
     from moeplan.planner.request import GPU_PEAK_FLOPS
 
     peak = r.gpu_flops or GPU_PEAK_FLOPS[r.gpu.lower()]
     gpu = f"{r.gpu} at " if r.gpu and not r.gpu_flops else ""
-    return (f"{p.compute:.3g} FLOPs = {r.gpu_hours:,.6g} GPU-hours x {gpu}{peak / 1e12:,.4g} TFLOP/s peak x "
+    return (f"{compute:.3g} FLOPs = {r.gpu_hours:,.6g} GPU-hours x {gpu}{peak / 1e12:,.4g} TFLOP/s peak x "
             f"MFU {r.mfu:g}")
 
 
@@ -289,80 +235,79 @@ def _cluster_rows(t, p) -> None:
                               f"{f' + {w.n_shared_experts} shared' if w.n_shared_experts else ''}: "
                               f"{human(w.total_params)} parameters, {human(w.tokens)} tokens "
                               f"({w.tokens / w.total_params:.1f} per parameter), loss {w.loss:.4f} "
-                              f"({w.loss - p.loss:+.4f})")
+                              f"({w.loss - p.law.loss:+.4f})")
 
 
 def render(p) -> None:
+    n, t_, law, s = p.counts, p.training, p.law, p.search
     t = Table(show_header=False, box=None, pad_edge=False, title=f"moeplan plan: {escape(_budget(p))}",
               title_justify="left", title_style="bold")
     t.add_column(style="bold cyan", no_wrap=True)
     t.add_column()
     t.add_row("architecture", _shape(p))
-    t.add_row("parameters", f"{human(p.total.all)} total ({human(p.total.without_embeddings)} non-embedding), "
-                            f"{human(p.active.all)} active ({human(p.active.without_embeddings)}); "
-                            f"N/N_a {p.total_over_active:.1f}; G {p.activated_experts:g}, S {p.shared_ratio:.3f}")
-    t.add_row("training", f"{human(p.tokens)} tokens ({p.tokens_per_param:.1f} per parameter), "
-                          f"{human(p.train_flops_per_token)} FLOPs/token ({p.convention.value})")
-    interval = (f", 95% interval [{p.loss_interval[0]:.4f}, {p.loss_interval[1]:.4f}] over the fit's bootstrap"
-                if p.loss_interval else "")
-    source = "fitted constants" if p.request.law_params else ", ".join(p.law_constants_source)
-    t.add_row("predicted loss", f"[bold]{p.loss:.4f}[/bold] ({p.law}, {escape(source)}{interval}); "
-                                f"{p.band_size:,} configurations within {p.band_tolerance:g} of it")
+    t.add_row("parameters", f"{human(n.total.all)} total ({human(n.total.without_embeddings)} non-embedding), "
+                            f"{human(n.active.all)} active ({human(n.active.without_embeddings)}); "
+                            f"N/N_a {n.total_over_active:.1f}; G {n.activated_experts:g}, S {n.shared_ratio:.3f}")
+    t.add_row("training", f"{human(t_.tokens)} tokens ({t_.tokens_per_param:.1f} per parameter), "
+                          f"{human(n.train_flops_per_token)} FLOPs/token ({p.request.convention.value})")
+    interval = (f", 95% interval [{law.loss_interval[0]:.4f}, {law.loss_interval[1]:.4f}] over the fit's bootstrap"
+                if law.loss_interval else "")
+    source = "fitted constants" if p.request.law_params else ", ".join(law.constants_source)
+    t.add_row("predicted loss", f"[bold]{law.loss:.4f}[/bold] ({law.name}, {escape(source)}{interval}); "
+                                f"{s.band_size:,} configurations within {p.request.tolerance:g} of it")
     t.add_row("family", f"{p.request.family} (moeplan export plan.json builds this model in transformers)")
-    t.add_row("memory", f"{p.weight_memory_gb:,.0f} GB weights at {p.request.bytes_per_param:g} bytes/parameter, "
-                        f"{p.training_memory_gb:,.0f} GB training state")
-    t.add_row("[LING]", f"EL {p.efficiency_leverage:.2f}: worth {p.dense_equivalent_compute:.3g} dense FLOPs; "
-                        f"suggested lr {p.ling_learning_rate:.2e}, batch {human(p.ling_batch_tokens)} tokens")
-    for b in p.binding or []:
+    t.add_row("memory", f"{n.weight_memory_gb:,.0f} GB weights at {p.request.bytes_per_param:g} bytes/parameter, "
+                        f"{n.training_memory_gb:,.0f} GB training state")
+    t.add_row("[LING]", f"EL {law.efficiency_leverage:.2f}: worth {law.dense_equivalent_compute:.3g} dense FLOPs; "
+                        f"suggested lr {t_.ling_learning_rate:.2e}, batch {human(t_.ling_batch_tokens)} tokens")
+    for b in s.binding:
         also = f", also breaking {'; '.join(b.also)}" if b.also else ""
         t.add_row("binding", f"[yellow]{b.constraint}[/yellow] ({b.neighbour} would lower the loss by "
                              f"{b.loss_gain:.4f}{also})")
-    if not p.binding:
+    if not s.binding:
         t.add_row("binding", "none: an interior optimum")
-    for e in p.extrapolation:
+    for e in law.extrapolation:
         t.add_row("extrapolation", f"[yellow]{e}[/yellow]")
-    for w in p.law_warnings:
+    for w in law.warnings:
         t.add_row("not identified", f"[yellow]{w}[/yellow]")
     if p.cluster is not None:
         _cluster_rows(t, p)
-    if p.verified:
-        t.add_row("verified", f"regret {p.regret:.3g} against {p.certificate_points:,} enumerated configurations")
-    t.add_row("search", f"{p.points_evaluated:,} of {p.space_size:,} configurations evaluated; "
-                        f"study {escape(p.study_name)} in {escape(p.storage)} ({p.trials:,} trials)")
+    if s.verified:
+        t.add_row("verified", f"regret {s.regret:.3g} against {s.certificate_points:,} enumerated configurations")
+    t.add_row("search", f"{s.points_evaluated:,} of {s.space_size:,} configurations evaluated; "
+                        f"study {escape(s.study_name)} in {escape(s.storage)} ({s.trials:,} trials)")
     stdout.print(t)
-    if p.pareto_front:
-        rows, title = p.pareto_front, ("exact Pareto fronts (loss against total parameters, and against serving "
-                                       "FLOPs/token): the first 10 by total parameters")
+    chosen = _design_of(p)
+    if p.pareto is not None:
+        rows, title = [f.design for f in p.pareto.points[:10]], (
+            "exact Pareto fronts (loss against total parameters, and against serving FLOPs/token): the first 10 "
+            "by total parameters")
     else:
-        rows, title = p.alternatives, "the plan (*) and near-optimal alternatives"
+        rows, title = [chosen, *s.alternatives[:10]], "the plan (*) and near-optimal alternatives"
     alt = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                 caption="l layers, d d_hidden, n_e experts of width d_exp, k routed, n_s shared",
                 caption_justify="left")
     for col in ("", "l", "d", "d_exp", "n_e", "k", "n_s", "total", "active", "tokens", "loss"):
         alt.add_column(col, justify="right", no_wrap=True)
-    chosen = _candidate_of(p)
-    for c in ([] if p.pareto_front else [chosen]) + list(rows[:10]):
-        mark = "*" if _axes_of(c) == _axes_of(chosen) else ""
+    for c in rows:
+        mark = "*" if c.axes == chosen.axes else ""
         alt.add_row(mark, str(c.n_layers), f"{c.d_hidden:,}", f"{c.d_expert:,}", str(c.n_experts), str(c.top_k),
                     str(c.n_shared_experts), human(c.total_params), human(c.active_params), human(c.tokens),
                     f"{c.loss:.4f}")
     stdout.print(alt)
-    stdout.print("[dim]assumptions: " + escape(" | ".join(p.assumptions)) + "[/dim]")
+    stdout.print("[dim]assumptions: " + escape(" | ".join(s.assumptions)) + "[/dim]")
     render_decisions(p)
 
 
-def _axes_of(c) -> tuple:
-    return (c.n_layers, c.d_hidden, c.d_expert, c.n_experts, c.top_k, c.n_shared_experts)
-
-
-def _candidate_of(p):
+def _design_of(p):
     """The chosen plan as a row of the alternatives table (same fields, same rounding as the rows)."""
-    from moeplan.planner.plan import Candidate
+    from moeplan.planner.designs import Design
 
-    a = p.architecture
-    return Candidate(n_layers=a.n_layers, d_hidden=a.d_hidden, d_expert=a.d_expert, n_experts=a.n_experts,
-                     top_k=a.top_k, n_shared_experts=a.n_shared_experts, loss=p.loss, total_params=p.total.all,
-                     active_params=p.active.all, tokens=p.tokens, train_flops_per_token=p.train_flops_per_token)
+    a, n = p.architecture, p.counts
+    return Design(n_layers=a.n_layers, d_hidden=a.d_hidden, d_expert=a.d_expert, n_experts=a.n_experts,
+                  top_k=a.top_k, n_shared_experts=a.n_shared_experts, total_params=n.total.all,
+                  active_params=n.active.all, law_N=n.total.without_embeddings, law_N_a=n.active.without_embeddings,
+                  tokens=p.training.tokens, train_flops_per_token=n.train_flops_per_token, loss=p.law.loss)
 
 
 def render_decisions(p) -> None:

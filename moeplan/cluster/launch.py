@@ -150,5 +150,6 @@ def job_from_plan(path, fmt: str, lr: float | None = None) -> str | None:
         return None
     arch = Architecture(**data["architecture"])
     options = MemoryOptions(**(data["request"]["cluster"]["memory"] | {"recompute": cluster["recompute"]}))
-    return job_text(arch, Layout(**cluster["layout"]), options, float(data["tokens"]), fmt,
-                    lr if lr is not None else data.get("ling_learning_rate"))
+    training = data["training"]
+    return job_text(arch, Layout(**cluster["layout"]), options, float(training["tokens"]), fmt,
+                    lr if lr is not None else training.get("ling_learning_rate"))

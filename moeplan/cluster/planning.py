@@ -15,7 +15,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from moeplan.cluster.hardware import Accelerator
 from moeplan.cluster.layout import Layout
@@ -32,8 +32,10 @@ NOMINAL_MFU_NOTE = "nominal compute: days x devices x bf16 peak x --mfu; it only
 class ClusterBudget(Cluster):
     """A cluster for `moeplan plan`: the devices and, as the budget or as a cap, the days."""
 
-    days: PositiveFloat | None = None
-    global_batch: PositiveInt | None = None
+    gpus: PositiveInt = Field(description="devices of the cluster: memory per device becomes a hard constraint, "
+                              "and with days the budget is the calendar (docs/cluster.md)")
+    days: PositiveFloat | None = Field(None, description="days on the cluster: the budget, or a cap with flops")
+    global_batch: PositiveInt | None = Field(None, description="sequences per step (default: [LING]'s batch)")
 
 
 def nominal_compute(budget: ClusterBudget, mfu: float) -> float:
@@ -153,18 +155,14 @@ def chosen_layout(request, arch) -> tuple[Layout, str]:
                   ep=request.expert_parallel, micro_batch=mb, global_batch=global_batch(request)), rc
 
 
-def cluster_report(space, arch, tokens: float, flops_per_token: float, without_prior) -> dict:
-    """The Plan fields a cluster adds: the cluster plan of the chosen architecture, the plan without the
-    tokens-per-parameter prior, and (for a --days budget) the compute actually spent."""
+def cluster_report(space, arch, tokens: float):
+    """The `ClusterPlan` of the chosen architecture: its layout, memory per device, speed and calendar."""
     from moeplan.cluster.report import evaluate
 
     r = space.request
     layout, rc = chosen_layout(r, arch)
     options = r.cluster.memory.model_copy(update={"recompute": rc})
-    update = {"cluster": evaluate(arch, r.cluster, layout, tokens, options), "without_prior": without_prior}
-    if days_budget(r):
-        update["compute"] = tokens * flops_per_token
-    return update
+    return evaluate(arch, r.cluster, layout, tokens, options)
 
 
 def infeasible_on_cluster(space):

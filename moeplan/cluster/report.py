@@ -26,7 +26,7 @@ class Cluster(BaseModel):
 
     gpus: PositiveInt = Field(description="devices in the job")
     gpu: str = Field("h100", description="catalogue key (moeplan/cluster/data/accelerators.json)")
-    hbm_gb: PositiveFloat | None = None
+    hbm_gb: PositiveFloat | None = Field(None, description="HBM per device (GiB), overriding the catalogue")
     bf16_flops: PositiveFloat | None = None
     fp8_flops: PositiveFloat | None = None
     hbm_tbps: PositiveFloat | None = None
@@ -34,7 +34,7 @@ class Cluster(BaseModel):
     scaleup_gbps: PositiveFloat | None = None
     internode_gbps: PositiveFloat | None = None
     memory: MemoryOptions = MemoryOptions()
-    price_per_gpu_hour: PositiveFloat | None = Field(None, description="for the cost line")
+    price_per_gpu_hour: PositiveFloat | None = Field(None, description="price per device-hour, for the cost line")
 
     def device(self) -> Accelerator:
         return accelerator(self.gpu, hbm_gb=self.hbm_gb, bf16_flops=self.bf16_flops, fp8_flops=self.fp8_flops,

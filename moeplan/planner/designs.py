@@ -12,7 +12,7 @@ from moeplan.planner.space import AXES, Evaluation, Space
 class Design(BaseModel):
     """Six architecture axes and what the space derives from them under one law.
 
-    `active_params` counts everything a token touches, embeddings included (as `Plan.active.all`);
+    `active_params` counts everything a token touches, embeddings included (as `Plan.counts.active.all`);
     `law_N`, `law_N_a` are the law's non-embedding inputs."""
 
     model_config = ConfigDict(frozen=True)

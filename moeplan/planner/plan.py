@@ -6,132 +6,24 @@ import hashlib
 import math
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from moeplan._version import __version__
 from moeplan.errors import MoeplanError, UsageError
-from moeplan.flops.architecture import Architecture
-from moeplan.flops.conventions import Convention
-from moeplan.flops.count import ParamCounts, count
+from moeplan.flops.count import count
 from moeplan.jsonio import read_json
 from moeplan.laws import get_law
-from moeplan.cluster.report import ClusterPlan
 from moeplan.laws.inputs import of_count
-from moeplan.laws.model import Extrapolation, Law, Variable
-from moeplan.planner.binding import Binding, binding_constraints
-from moeplan.planner.lifetime import Lifetime
-from moeplan.planner.pareto import ParetoFront
+from moeplan.laws.model import Law, Variable
+from moeplan.planner.binding import binding_constraints
+from moeplan.planner.designs import Design
 from moeplan.planner.request import PlanRequest
-from moeplan.planner.robust import Robustness
+from moeplan.planner.result import Counts, LawPrediction, Plan, Search, Training
 from moeplan.planner.solve import enumerate_space, solve
-from moeplan.planner.space import AXES, Space
-from moeplan.planner.study import FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
+from moeplan.planner.space import Space
+from moeplan.planner.study import FINISHED, describe, run_study
 from moeplan.store import DEFAULT_STORAGE
 
 ALTERNATIVES = 7  # band members shown and recorded as trials besides the chosen plan
-
-
-class Candidate(BaseModel):
-    """One architecture of the space, summarised: its six axes (moeplan.planner.space.AXES) and, as in `Plan`,
-    its loss, total and active parameters (all), tokens and training FLOPs per token."""
-
-    model_config = ConfigDict(frozen=True)
-
-    n_layers: int
-    d_hidden: int
-    d_expert: int
-    n_experts: int
-    top_k: int
-    n_shared_experts: int
-    loss: float
-    total_params: int
-    active_params: int
-    tokens: float
-    train_flops_per_token: float
-
-
-class Plan(BaseModel):
-    """A planned run: the architecture, its counts, its tokens, the predicted loss and how sure we are."""
-
-    model_config = ConfigDict(frozen=True)
-
-    moeplan_version: str = Field(description="moeplan version that made the plan")
-    request: PlanRequest = Field(description="the request planned, every default filled in")
-    law: str = Field(description="name of the loss law (moeplan laws)")
-    law_constants: dict[str, float] = Field(description="the law's constants as used, published or fitted")
-    law_constants_source: list[str] = Field(
-        description="where the constants come from (paper tables, or the fit's file)")
-    law_inputs: dict[str, float] = Field(description="the law's variables at the plan (moeplan.laws.inputs)")
-    law_domain: str = Field(description="what extrapolation is checked against: the law's published fitted "
-                                        "ranges, the ranges of the fit in --law-params, or none")
-    convention: Convention = Field(
-        description="FLOPs-per-token convention of train_flops_per_token and tokens (docs/counting.md)")
-    compute: float = Field(description="training compute C in FLOPs (given, or converted from GPU-hours)")
-    objective: str = Field(description="loss, efficient or pareto (PlanRequest.objective)")
-
-    architecture: Architecture = Field(
-        description="the planned model; moeplan export writes it as a config.json of request.family")
-    total: ParamCounts = Field(
-        description="all stored parameters under the three conventions (all, without input embedding, without both)")
-    active: ParamCounts = Field(description="parameters one token uses, same three conventions")
-    train_flops_per_token: float = Field(
-        description="training FLOPs per token under `convention` (forward + backward)")
-    tokens: float = Field(description="training tokens D = compute / train_flops_per_token")
-    tokens_per_param: float = Field(description="tokens / all total parameters")
-    tokens_per_active_param: float = Field(description="tokens / all active parameters")
-    loss: float = Field(description="predicted final training loss (nats/token) of the law at N, N_a, D, G, S")
-    loss_interval: tuple[float, float] | None = Field(
-        None, description="95% interval of the predicted loss over the fit's bootstrap samples (--law-params)")
-    activated_experts: float = Field(description="[HY] G = n_k + n_s")
-    shared_ratio: float = Field(description="[HY] S = n_s / G")
-    granularity: float = Field(description="[LING] G_L = 2 d_hidden / d_expert")
-    activation_ratio: float = Field(description="[LING] A = (E_a + E_s)/(E + E_s)")
-    total_over_active: float = Field(description="N / N_a, non-embedding")
-    weight_memory_gb: float = Field(description="weights at request.bytes_per_param bytes per parameter (bf16: 2)")
-    training_memory_gb: float = Field(description=f"{TRAINING_BYTES_PER_PARAM} bytes per parameter (mixed-precision Adam)")
-    efficiency_leverage: float = Field(description="[LING] EL(A, G_L, C)")
-    dense_equivalent_compute: float = Field(description="[LING] EL x C")
-    ling_learning_rate: float = Field(description="[LING] suggested peak learning rate 1.1576 C^-0.1529")
-    ling_batch_tokens: float = Field(description="[LING] suggested batch in tokens 0.0694 C^0.3644 (reconstructed)")
-
-    band_tolerance: float = Field(description="loss tolerance of the near-optimal band")
-    band_size: int = Field(description="configurations within band_tolerance of the best predicted loss")
-    band_bounds: dict[str, tuple[int, int]] | None = Field(
-        None, description="smallest and largest value of each architecture axis over the whole band")
-    alternatives: list[Candidate] = Field(description="the best other configurations of the band, by predicted loss")
-    seeds: list[Candidate] = Field(description="best configurations at the sympy-derived G*, S* (enqueued trials)")
-    pareto_front: list[Candidate] | None = Field(
-        None, description="objective pareto: the designs of the exact fronts (loss against total parameters and "
-        "against serving FLOPs/token), as the study's best trials, by total parameters")
-    binding: list[Binding] = Field(
-        description="constraints and priors that stop the loss from going lower, with the neighbour that would")
-    assumptions: list[str] = Field(description="every fixed choice behind the plan, in words")
-    extrapolation: list[Extrapolation] = Field(
-        description="law variables outside the range the law was fitted on, with the factor")
-    law_warnings: list[str] = Field(default_factory=list, description="inputs the law's fit never saw vary")
-
-    space_size: int = Field(description="configurations in the buildable space")
-    points_evaluated: int = Field(description="configurations the branch and bound evaluated exactly")
-    verified: bool = Field(description="whether --verify enumerated the whole space")
-    regret: float | None = Field(
-        None, description="plan loss minus the enumerated best loss (--verify); 0 certifies the optimum")
-    certificate_points: int | None = Field(None, description="configurations enumerated by --verify")
-    certificate_band_size: int | None = Field(None, description="band size found by enumeration (--verify)")
-
-    study_name: str = Field(description="the Optuna study holding the plan's trials")
-    storage: str = Field(description="the study's storage URL (:memory: keeps nothing)")
-    trials: int = Field(description="finished trials in the study")
-    interrupted: bool = Field(False, description="Ctrl-C stopped the study: the plan stands, the study is resumable")
-    cluster: ClusterPlan | None = Field(None, description="layout, memory per device, speed and calendar (--gpus)")
-    without_prior: Candidate | None = Field(
-        None, description="what the law and the cluster pick with no tokens-per-parameter floor (--gpus)")
-
-    # decisions (docs/decisions.md): set by --laws/--robust, --objective cost and --objective pareto
-    robust: Robustness | None = Field(None, description="--laws/--robust: each law's optimum, the disagreement "
-                                                        "table and the minimax-regret design")
-    lifetime: Lifetime | None = Field(None, description="objective cost: the cheapest design over its life, "
-                                                        "beside this (loss-optimal) plan trained to the same loss")
-    pareto: ParetoFront | None = Field(None, description="objective pareto: the exact fronts over the whole space")
 
 
 def load_law(request: PlanRequest) -> Law:
@@ -220,11 +112,11 @@ def study_name_for(request: PlanRequest) -> str:
     return f"moeplan-{request.compute:.3g}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def _candidate(space: Space, point: tuple[int, int, int, int]) -> Candidate:
+def _design(space: Space, point: tuple[int, int, int, int]) -> Design:
+    """The `Design` of one point, counted by the layer-wise counter (as the study's trials are)."""
     values = {a: int(v) for a, v in space.values(*point).items()}
     d = describe(space, values)
-    return Candidate(**values, loss=d["loss"], total_params=d["total_params"], active_params=d["active_params"],
-                     tokens=d["tokens"], train_flops_per_token=d["train_flops_per_token"])
+    return Design(**values, **{k: d[k] for k in Design.model_fields if k in d})
 
 
 def _infeasible(space: Space) -> MoeplanError:
@@ -296,39 +188,114 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
 
     # efficient: the cheapest FLOPs/token within the tolerance, ties by loss (tracked over the whole band)
     chosen = band.cheapest if request.objective == "efficient" else band.point(0)
-    best = _candidate(space, chosen)
+    best = _design(space, chosen)
     kept = [band.point(k) for k in range(min(len(band.loss), ALTERNATIVES + 1))]
-    alternatives = [_candidate(space, p) for p in kept if p != chosen][:ALTERNATIVES]
-    seed_candidates = [_candidate(space, s.point(0)) for s in seeds]
+    alternatives = [_design(space, p) for p in kept if p != chosen][:ALTERNATIVES]
+    seed_designs = [_design(space, s.point(0)) for s in seeds]
 
     name = request.study_name or study_name_for(request)
-    proposals = [("seed", _axes(c)) for c in seed_candidates] + [("plan", _axes(best))]
-    proposals += [("band", _axes(c)) for c in alternatives]
-    multi = request.objective == "pareto"
     front = None
-    if multi:  # the exact fronts are the study's trials (docs/decisions.md)
+    if request.objective == "pareto":  # the exact fronts are the study's trials (docs/decisions.md)
         front, study, interrupted = _record_pareto(space, name)
     else:
-        study, interrupted = run_study(space, proposals, request.storage, name, request.trials, request.seed, multi,
+        proposals = [("seed", c.axes) for c in seed_designs] + [("plan", best.axes)]
+        proposals += [("band", c.axes) for c in alternatives]
+        study, interrupted = run_study(space, proposals, request.storage, name, request.trials, request.seed, False,
                                        request.workers, request.resume)
 
     certificate = None
     if verify:
         certificate = enumerate_space(space, request.tolerance, keep=request.band_keep,
                                       max_memory_gb=request.max_memory_gb)
-    arch = space.architecture_of(_axes(best))
-    plan_ = _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate, name)
-    if interrupted:
-        plan_ = plan_.model_copy(update={"interrupted": True})
+    arch = space.architecture_of(best.axes)
+    c = count(arch, request.convention)
+    derived = describe(space, best.axes)
+    q = of_count(c, tokens=best.tokens)
+    compute, cluster = request.compute, {}
     if request.cluster is not None:
-        from moeplan.cluster.planning import cluster_report
+        from moeplan.cluster.planning import cluster_report, days_budget
 
-        plan_ = plan_.model_copy(update=cluster_report(space, arch, plan_.tokens, plan_.train_flops_per_token,
-                                                       _without_prior(request, law, plan_.loss)))
+        cluster = {"cluster": cluster_report(space, arch, best.tokens),
+                   "without_prior": _without_prior(request, law, best.loss)}
+        if days_budget(request):  # the budget is the calendar: the plan reports the compute it spends
+            compute = best.tokens * best.train_flops_per_token
+    search = Search(
+        space_size=space.size,
+        points_evaluated=evaluated,
+        assumptions=assumptions(space),
+        binding=binding_constraints(space, best.axes, best.loss),
+        band_size=len(band),
+        band_bounds=band.bounds,
+        alternatives=alternatives,
+        seeds=seed_designs,
+        verified=certificate is not None,
+        regret=None if certificate is None else best.loss - float(certificate.loss[0]),
+        certificate_points=None if certificate is None else certificate.evaluated,
+        certificate_band_size=None if certificate is None else len(certificate),
+        study_name=name,
+        storage=request.storage or DEFAULT_STORAGE,
+        trials=len(study.get_trials(deepcopy=False, states=FINISHED)),
+        interrupted=interrupted,
+    )
+    return Plan(
+        moeplan_version=__version__,
+        request=request,
+        architecture=arch,
+        counts=Counts(
+            total=c.total,
+            active=c.active,
+            train_flops_per_token=c.train_flops_per_token,
+            activated_experts=q["G"],
+            shared_ratio=q["S"],
+            granularity=q["G_L"],
+            activation_ratio=q["A"],
+            total_over_active=derived["total_over_active"],
+            weight_memory_gb=request.bytes_per_param * c.total.all / 1e9,
+            training_memory_gb=derived["training_memory_gb"],
+        ),
+        training=_training(request, compute, best, derived),
+        law=_law_prediction(request, law, samples, q, best.loss),
+        search=search,
+        **cluster,
+        **_decisions(space, best, front),
+    )
+
+
+def _training(request: PlanRequest, compute: float, best: Design, derived: dict) -> Training:
+    ling = get_law("ling")
+    return Training(
+        compute=compute,
+        tokens=best.tokens,
+        tokens_per_param=derived["tokens_per_param"],
+        tokens_per_active_param=best.tokens / best.active_params,
+        ling_learning_rate=float(ling.evaluate("learning_rate", C=request.compute)),
+        ling_batch_tokens=float(ling.evaluate("batch_tokens", C=request.compute)),
+    )
+
+
+def _law_prediction(request: PlanRequest, law: Law, samples: list[dict[str, float]], q: dict,
+                    loss: float) -> LawPrediction:
+    inputs = {k: float(v) for k, v in law.inputs(q).items()}
+    interval = None
     if samples:
-        losses = [float(law.with_values(s, source="bootstrap").loss(plan_.law_inputs)) for s in samples]
-        plan_ = plan_.model_copy(update={"loss_interval": tuple(np.percentile(losses, [2.5, 97.5]).tolist())})
-    return plan_.model_copy(update=_decisions(space, best, front))
+        losses = [float(law.with_values(s, source="bootstrap").loss(inputs)) for s in samples]
+        interval = tuple(np.percentile(losses, [2.5, 97.5]).tolist())
+    el = float(get_law("ling").evaluate(A=q["A"], G_L=q["G_L"], C=request.compute))
+    return LawPrediction(
+        name=law.name,
+        constants=law.values,
+        constants_source=sorted({k.source for k in law.constants}),
+        inputs=inputs,
+        domain=domain_source(request, law),
+        loss=loss,
+        loss_interval=interval,
+        extrapolation=law.extrapolation(**inputs),
+        warnings=[f"{v.name}: the fit saw only {v.name} = {v.domain[0]:.4g}; the plan's {v.name} = "
+                  f"{inputs[v.name]:.4g} rests on constants those runs did not determine"
+                  for v in law.variables if v.domain and v.domain[0] == v.domain[1] == inputs[v.name]],
+        efficiency_leverage=el,
+        dense_equivalent_compute=el * request.compute,
+    )
 
 
 def check_plannable(law: Law) -> None:
@@ -346,7 +313,7 @@ def _record_pareto(space: Space, name: str):
     return front.model_copy(update={"study_name": name}), study, False
 
 
-def _decisions(space: Space, best: Candidate, front) -> dict:
+def _decisions(space: Space, best: Design, front) -> dict:
     """The sub-models of --laws/--robust (robust), objective cost (lifetime) and pareto."""
     from moeplan.planner.lifetime import lifetime_plan
     from moeplan.planner.robust import load_laws, robust_plan
@@ -356,11 +323,11 @@ def _decisions(space: Space, best: Candidate, front) -> dict:
     if r.laws or r.robust:
         out["robust"] = robust_plan(r, load_laws(r))
     if r.objective == "cost":
-        out["lifetime"] = lifetime_plan(space, _axes(best), best.loss)
+        out["lifetime"] = lifetime_plan(space, best.axes, best.loss)
     return out
 
 
-def _without_prior(request: PlanRequest, law: Law, prior_loss: float) -> Candidate | None:
+def _without_prior(request: PlanRequest, law: Law, prior_loss: float) -> Design | None:
     """The best point of the same space with (almost) no tokens-per-parameter floor: what the law and the
     cluster alone would pick. The prior's plan is feasible here too, so its loss starts as the incumbent."""
     from moeplan.planner.solve import branch_and_bound, bound_is_valid
@@ -368,83 +335,4 @@ def _without_prior(request: PlanRequest, law: Law, prior_loss: float) -> Candida
     free = request.model_copy(update={"priors": request.priors.model_copy(update={"min_tokens_per_param": 1e-9})})
     space = Space(free, law)
     band = branch_and_bound(space, 0.0, incumbent=prior_loss) if bound_is_valid(space) else solve(space, 0.0)[0]
-    return _candidate(space, band.point(0)) if len(band) else None
-
-
-def _axes(c: Candidate) -> dict[str, int]:
-    return {a: getattr(c, a) for a in AXES}
-
-
-def _assemble(space, law, arch, best, band, alternatives, seeds, study, evaluated, certificate, name) -> Plan:
-    r = space.request
-    c = count(arch, r.convention)
-    derived = describe(space, _axes(best))
-    q = of_count(c, tokens=best.tokens)
-    inputs = {k: float(v) for k, v in law.inputs(q).items()}
-    ling = get_law("ling")
-    el = float(ling.evaluate(A=q["A"], G_L=q["G_L"], C=r.compute))
-    g, s = q["G"], q["S"]
-    front = None
-    if r.objective == "pareto":
-        front = sorted((_trial_candidate(t) for t in study.best_trials if not t.user_attrs.get("violated")),
-                       key=lambda x: (x.total_params, x.loss))
-    trials = len(study.get_trials(deepcopy=False, states=FINISHED))
-    return Plan(
-        moeplan_version=__version__,
-        request=r,
-        law=law.name,
-        law_constants=law.values,
-        law_constants_source=sorted({k.source for k in law.constants}),
-        law_inputs=inputs,
-        law_domain=domain_source(r, law),
-        convention=r.convention,
-        compute=r.compute,
-        objective=r.objective,
-        architecture=arch,
-        total=c.total,
-        active=c.active,
-        train_flops_per_token=c.train_flops_per_token,
-        tokens=best.tokens,
-        tokens_per_param=derived["tokens_per_param"],
-        tokens_per_active_param=best.tokens / c.active.all,
-        loss=best.loss,
-        activated_experts=g,
-        shared_ratio=s,
-        granularity=q["G_L"],
-        activation_ratio=q["A"],
-        total_over_active=derived["total_over_active"],
-        weight_memory_gb=r.bytes_per_param * c.total.all / 1e9,
-        training_memory_gb=derived["training_memory_gb"],
-        efficiency_leverage=el,
-        dense_equivalent_compute=el * r.compute,
-        ling_learning_rate=float(ling.evaluate("learning_rate", C=r.compute)),
-        ling_batch_tokens=float(ling.evaluate("batch_tokens", C=r.compute)),
-        band_tolerance=r.tolerance,
-        band_size=len(band),
-        band_bounds=band.bounds,
-        alternatives=alternatives,
-        seeds=seeds,
-        pareto_front=front,
-        binding=binding_constraints(space, _axes(best), best.loss),
-        assumptions=assumptions(space),
-        extrapolation=law.extrapolation(**inputs),
-        law_warnings=[f"{v.name}: the fit saw only {v.name} = {v.domain[0]:.4g}; the plan's {v.name} = "
-                      f"{inputs[v.name]:.4g} rests on constants those runs did not determine"
-                      for v in law.variables if v.domain and v.domain[0] == v.domain[1] == inputs[v.name]],
-        space_size=space.size,
-        points_evaluated=evaluated,
-        verified=certificate is not None,
-        regret=None if certificate is None else best.loss - float(certificate.loss[0]),
-        certificate_points=None if certificate is None else certificate.evaluated,
-        certificate_band_size=None if certificate is None else len(certificate),
-        study_name=name,
-        storage=r.storage or DEFAULT_STORAGE,
-        trials=trials,
-    )
-
-
-def _trial_candidate(t) -> Candidate:
-    a = t.user_attrs
-    return Candidate(**t.params, loss=t.values[0], total_params=int(a["total_params"]),
-                     active_params=int(a["active_params"]), tokens=a["tokens"],
-                     train_flops_per_token=a["train_flops_per_token"])
+    return _design(space, band.point(0)) if len(band) else None

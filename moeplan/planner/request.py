@@ -66,13 +66,16 @@ class PlanRequest(BaseModel):
     flops: PositiveFloat | None = Field(None, le=MAX_FLOPS, description="training compute C in FLOPs")
     gpu_hours: PositiveFloat | None = Field(
         None, le=1e12, description="budget as accelerator-hours (with gpu or gpu_flops, and mfu)")
-    gpu: str | None = Field(None, description=f"accelerator for --gpu-hours: {', '.join(GPU_PEAK_FLOPS)}")
+    gpu: str | None = Field(None, description=f"accelerator for gpu_hours (on the CLI also the --gpus "
+                            f"cluster's): {', '.join(GPU_PEAK_FLOPS)}")
     gpu_flops: PositiveFloat | None = Field(None, le=1e20,
                                             description="peak dense FLOP/s per accelerator (overrides --gpu)")
     mfu: float = Field(0.4, gt=0, le=1, description="model FLOPs utilisation for --gpu-hours")
 
     max_params: PositiveFloat | None = Field(None, le=1e18, description="cap on total parameters (everything)")
-    memory_gb: PositiveFloat | None = Field(None, le=1e12, description="memory for the weights, implies max_params")
+    memory_gb: PositiveFloat | None = Field(
+        None, le=1e12, description="memory for the weights alone (GB at bytes_per_param), implies max_params; "
+        "training state per device is the cluster's constraint")
     bytes_per_param: PositiveFloat = Field(2.0, le=64, description="bytes per parameter of the weights (bf16: 2)")
     max_tokens: PositiveFloat | None = Field(None, le=1e20, description="unique training tokens available")
 
@@ -88,7 +91,8 @@ class PlanRequest(BaseModel):
                         "it fixes router biases, q/k norms, and whether shared experts and dense layers exist")
 
     tensor_parallel: PositiveInt = Field(1, le=1024, description="tensor-parallel degree: divides heads and kv heads")
-    expert_parallel: PositiveInt = Field(8, le=MAX_EXPERTS, description="expert-parallel degree: divides n_experts")
+    expert_parallel: PositiveInt = Field(8, le=MAX_EXPERTS, description="expert-parallel degree: divides n_experts "
+                                         "(the CLI's default with --gpus N: gcd(N, 64))")
     pipeline_parallel: PositiveInt = Field(1, le=MAX_LAYERS, description="pipeline stages: divide layers")
     hidden_align: PositiveInt = Field(128, le=1 << 16, description="d_hidden is a multiple of this")
     expert_align: PositiveInt = Field(64, le=1 << 16,

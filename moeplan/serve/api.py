@@ -7,6 +7,7 @@ HTTP request and a `--json` command line give the same answer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tempfile
@@ -258,8 +259,16 @@ def plan_key(request, verify: bool) -> tuple[str, str]:
     from moeplan.planner.plan import study_name_for
 
     name = study_name_for(request)
-    detail = hashlib.sha256(f"{request.model_dump_json()}|{verify}".encode()).hexdigest()[:16]
+    # the Plan's shape is part of the key: a plan stored by a moeplan whose Plan differs is computed again
+    detail = hashlib.sha256(f"{_plan_shape()}|{request.model_dump_json()}|{verify}".encode()).hexdigest()[:16]
     return name, f"{name}:{detail}"
+
+
+@functools.cache
+def _plan_shape() -> str:
+    from moeplan.planner import Plan
+
+    return hashlib.sha256(json.dumps(Plan.model_json_schema(), sort_keys=True).encode()).hexdigest()
 
 
 class PlanService:
@@ -333,9 +342,9 @@ class PlanService:
             finally:
                 if verify:
                     self.verify_slots.release()
-            result = result.model_copy(update={"storage": db.display_url(result.storage),
-                                               "request": result.request.model_copy(
-                                                   update={"storage": db.display_url(request.storage)})})
+            search = result.search.model_copy(update={"storage": db.display_url(result.search.storage)})
+            result = result.model_copy(update={"search": search, "request": result.request.model_copy(
+                update={"storage": db.display_url(request.storage)})})
             db.store_plan(self.engine, key, result.model_dump_json())
             return result
         finally:

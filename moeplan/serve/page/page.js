@@ -64,22 +64,22 @@ function list(ul, items) {
 }
 
 function render(p) {
-  const a = p.architecture;
-  $("headline").textContent = `Plan for ${p.compute.toPrecision(3)} FLOPs: predicted loss ${p.loss.toFixed(4)}`;
+  const a = p.architecture, n = p.counts, train = p.training, law = p.law, s = p.search, r = p.request;
+  $("headline").textContent = `Plan for ${train.compute.toPrecision(3)} FLOPs: predicted loss ${law.loss.toFixed(4)}`;
   const t = $("summary");
   t.replaceChildren();
   const shared = a.n_shared_experts ? ` + ${a.n_shared_experts} shared` : "";
   row(t, "architecture", `${a.n_layers} layers x d_hidden ${a.d_hidden} (${a.n_heads} heads of ${a.d_head}, ` +
       `${a.n_kv_heads} kv); ${a.n_experts} experts of width ${a.d_expert}, top-${a.top_k}${shared}`);
-  row(t, "parameters", `${human(p.total.all)} total (${human(p.total.without_embeddings)} non-embedding), ` +
-      `${human(p.active.all)} active; N/N_a ${p.total_over_active.toFixed(1)}`);
-  row(t, "training", `${human(p.tokens)} tokens (${p.tokens_per_param.toFixed(1)} per parameter), ` +
-      `${human(p.train_flops_per_token)} FLOPs/token (${p.convention})`);
-  row(t, "predicted loss", `${p.loss.toFixed(4)} (${p.law}, ${p.law_constants_source.join(", ")}); ` +
-      `${p.band_size} configurations within ${p.band_tolerance}`);
-  row(t, "memory", `${Math.round(p.weight_memory_gb)} GB bf16 weights, ${Math.round(p.training_memory_gb)} GB training state`);
-  row(t, "[LING]", `EL ${p.efficiency_leverage.toFixed(2)}; lr ${p.ling_learning_rate.toExponential(2)}, ` +
-      `batch ${human(p.ling_batch_tokens)} tokens`);
+  row(t, "parameters", `${human(n.total.all)} total (${human(n.total.without_embeddings)} non-embedding), ` +
+      `${human(n.active.all)} active; N/N_a ${n.total_over_active.toFixed(1)}`);
+  row(t, "training", `${human(train.tokens)} tokens (${train.tokens_per_param.toFixed(1)} per parameter), ` +
+      `${human(n.train_flops_per_token)} FLOPs/token (${r.convention})`);
+  row(t, "predicted loss", `${law.loss.toFixed(4)} (${law.name}, ${law.constants_source.join(", ")}); ` +
+      `${s.band_size} configurations within ${r.tolerance}`);
+  row(t, "memory", `${Math.round(n.weight_memory_gb)} GB bf16 weights, ${Math.round(n.training_memory_gb)} GB training state`);
+  row(t, "[LING]", `EL ${law.efficiency_leverage.toFixed(2)}; lr ${train.ling_learning_rate.toExponential(2)}, ` +
+      `batch ${human(train.ling_batch_tokens)} tokens`);
   if (p.cluster) {
     const c = p.cluster, L = c.layout, m = c.memory;
     row(t, "cluster", `${c.gpus} x ${c.accelerator.name}; TP ${L.tp}, PP ${L.pp}, EP ${L.ep}, DP ` +
@@ -90,20 +90,20 @@ function render(p) {
     row(t, "speed", `${human(c.tokens_per_s)} tokens/s, MFU ${(100 * c.mfu).toFixed(1)}%, step ${c.step_time_s.toPrecision(3)} s`);
     row(t, "calendar", `${c.days.toFixed(1)} days, ${human(c.gpu_hours)} GPU-hours`);
   }
-  if (p.verified) row(t, "verified", `regret ${p.regret} over ${p.certificate_points.toLocaleString()} configurations`);
-  row(t, "search", `${p.points_evaluated.toLocaleString()} of ${p.space_size.toLocaleString()} configurations ` +
-      `evaluated; study ${p.study_name} (${p.trials} trials)`);
-  list($("binding"), p.binding.length ? p.binding.map((b) =>
+  if (s.verified) row(t, "verified", `regret ${s.regret} over ${s.certificate_points.toLocaleString()} configurations`);
+  row(t, "search", `${s.points_evaluated.toLocaleString()} of ${s.space_size.toLocaleString()} configurations ` +
+      `evaluated; study ${s.study_name} (${s.trials} trials)`);
+  list($("binding"), s.binding.length ? s.binding.map((b) =>
     `${b.constraint}: ${b.neighbour} would lower the loss by ${b.loss_gain.toFixed(4)}` +
     (b.also && b.also.length ? ` (also breaking ${b.also.join("; ")})` : ""))
     : ["none: an interior optimum"]);
-  $("warnings").hidden = p.extrapolation.length === 0;
-  list($("extrapolation"), p.extrapolation.map((e) =>
+  $("warnings").hidden = law.extrapolation.length === 0;
+  list($("extrapolation"), law.extrapolation.map((e) =>
     `${e.variable} = ${e.value.toPrecision(3)} lies ${e.factor.toPrecision(3)}x outside the law's fitted ` +
     `range [${e.low.toPrecision(3)}, ${e.high.toPrecision(3)}]`));
-  list($("assumptions"), p.assumptions);
-  const rows = p.pareto_front || p.alternatives;
-  $("alternatives-title").textContent = p.pareto_front ? "Pareto front" : "Near-optimal alternatives";
+  list($("assumptions"), s.assumptions);
+  const rows = p.pareto ? p.pareto.points.map((f) => f.design) : s.alternatives;
+  $("alternatives-title").textContent = p.pareto ? "Pareto front" : "Near-optimal alternatives";
   const g = $("alternatives");
   g.replaceChildren();
   const head = g.createTHead().insertRow();
@@ -166,8 +166,8 @@ async function download(format) {
   const text = await call("api/export", { architecture: current.plan.architecture, format }, "text");
   if (format === "hf") return save("config.json", text, "application/json");
   const script = "#!/usr/bin/env bash\n" +
-    `# Megatron-LM model arguments for moeplan's plan ${current.plan.study_name} ` +
-    `(${current.plan.compute.toPrecision(3)} FLOPs, ${human(current.plan.tokens)} tokens).\n` +
+    `# Megatron-LM model arguments for moeplan's plan ${current.plan.search.study_name} ` +
+    `(${current.plan.training.compute.toPrecision(3)} FLOPs, ${human(current.plan.training.tokens)} tokens).\n` +
     "# Usage: bash megatron.sh torchrun --nproc-per-node 8 pretrain_gpt.py [data, batch and schedule arguments]\n" +
     "set -euo pipefail\n" + `MODEL_ARGS=(${text.trim()})\n` + 'exec "$@" "${MODEL_ARGS[@]}"\n';
   save("megatron.sh", script, "text/x-shellscript");
@@ -191,7 +191,7 @@ $("plan-form").addEventListener("submit", async (event) => {
     current = { request: r, plan };
     render(plan);
     status.textContent = "";
-    study(plan.study_name);
+    study(plan.search.study_name);
     await plots(r);
   } catch (e) {
     status.className = "error";
