@@ -104,6 +104,17 @@ class SQLiteStorage(BaseStorage):
         self._lock = threading.RLock()
         self._db = connect(self.path, timeout)
 
+    @classmethod
+    def create(cls, path: Path | str, timeout: float = 60.0) -> SQLiteStorage:
+        """A storage on a new store: Optuna's schema written into an empty file."""
+        storage = cls(path, timeout)
+        try:
+            create_schema(storage._db)
+        except BaseException:
+            storage.close()  # no connection, so no WAL files, left behind a failure
+            raise
+        return storage
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -25,7 +25,7 @@ from moeplan.planner.request import PlanRequest
 from moeplan.planner.robust import Robustness
 from moeplan.planner.solve import enumerate_space, solve
 from moeplan.planner.space import AXES, Space
-from moeplan.planner.study import FINISHED, TRAINING_BYTES_PER_PARAM, describe, run_study
+from moeplan.planner.study import FINISHED, TRAINING_BYTES_PER_PARAM, close_storage, describe, run_study
 from moeplan.store import DEFAULT_STORAGE
 
 ALTERNATIVES = 7  # band members shown and recorded as trials besides the chosen plan
@@ -317,7 +317,11 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
         certificate = enumerate_space(space, request.tolerance, keep=request.band_keep,
                                       max_memory_gb=request.max_memory_gb)
     arch = space.architecture_of(_axes(best))
-    plan_ = _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate, name)
+    try:
+        plan_ = _assemble(space, law, arch, best, band, alternatives, seed_candidates, study, evaluated, certificate,
+                          name)
+    finally:
+        close_storage(study._storage)  # the store's connection ends with the call, not when it is collected
     if interrupted:
         plan_ = plan_.model_copy(update={"interrupted": True})
     if request.cluster is not None:
