@@ -213,7 +213,7 @@ class SQLiteStorage(BaseStorage):
     def _study_attrs(self, table: str, study_id: int) -> dict[str, Any]:
         with self._read() as db:
             _study_exists(db, study_id)
-            rows = db.execute(f"SELECT key, value_json FROM {table} WHERE study_id = ? ORDER BY rowid",
+            rows = db.execute(f"SELECT key, value_json FROM {table} WHERE study_id = ? ORDER BY key",
                               (study_id,)).fetchall()
         return {key: json.loads(value) for key, value in rows}
 
@@ -415,17 +415,18 @@ def _read_trials(db: sqlite3.Connection, where: str, args: Sequence) -> list[Fro
         return []
     chosen = f"trial_id IN (SELECT trial_id FROM trials WHERE {where})"
 
-    def children(columns: str, table: str) -> dict[int, list[tuple]]:
+    def children(columns: str, table: str, order: str) -> dict[int, list[tuple]]:
         found = defaultdict(list)
-        for row in db.execute(f"SELECT trial_id, {columns} FROM {table} WHERE {chosen} ORDER BY rowid", args):
+        for row in db.execute(f"SELECT trial_id, {columns} FROM {table} WHERE {chosen} ORDER BY {order}", args):
             found[row[0]].append(row[1:])
         return found
 
-    params = children("param_name, param_value, distribution_json", "trial_params")
-    values = children("objective, value, value_type", "trial_values")
-    user = children("key, value_json", "trial_user_attributes")
-    system = children("key, value_json", "trial_system_attributes")
-    steps = children("step, intermediate_value, intermediate_value_type", "trial_intermediate_values")
+    # In the order RDBStorage's dicts come in: params by id, the rest as SQLite reads their unique indexes.
+    params = children("param_name, param_value, distribution_json", "trial_params", "param_id")
+    values = children("objective, value, value_type", "trial_values", "objective")
+    user = children("key, value_json", "trial_user_attributes", "key")
+    system = children("key, value_json", "trial_system_attributes", "key")
+    steps = children("step, intermediate_value, intermediate_value_type", "trial_intermediate_values", "step")
     parsed: dict[str, dists.BaseDistribution] = {}  # a study's trials share a few distributions
 
     def distribution(text: str) -> dists.BaseDistribution:
