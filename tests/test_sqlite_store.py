@@ -299,3 +299,39 @@ def test_two_processes_adding_trials_at_once_store_all_with_unique_numbers(tmp_p
     numbers = [t.number for t in storage.get_all_trials(study_id)]
     per_process = n // 2 + 2 * (n // 2)  # even k: one trial; odd k: a batch of two
     assert sorted(numbers) == list(range(2 * per_process))
+
+
+# -- the planner's own uses ------------------------------------------------------------------------------
+def _small(url: str, **kw):
+    from moeplan.planner import PlanRequest, Priors
+
+    return PlanRequest(**({"flops": 1e21, "priors": Priors(max_d_hidden=2048, max_experts=64), "storage": url} | kw))
+
+
+def test_a_plan_failing_before_its_first_trial_leaves_no_study(tmp_path, monkeypatch):
+    from moeplan.planner import plan
+    from moeplan.planner import study as study_module
+
+    def fail(*_args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(study_module, "describe", fail)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with pytest.raises(RuntimeError):
+        plan(_small(url, study_name="empty"))
+    assert optuna.get_all_study_names(storage=url) == []  # read by Optuna's RDBStorage
+
+
+def test_resume_fails_the_trials_an_old_moeplan_left_running(tmp_path):
+    from moeplan.planner import plan
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    first = plan(_small(url, study_name="s"))
+    storage = store.open_storage(url)
+    assert isinstance(storage, SQLiteStorage)
+    stale = storage.create_new_trial(storage.get_study_id_from_name("s"))  # as pre-0.2 moeplan left them
+    storage.close()
+    plan(_small(url, study_name="s", resume=True))
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state for t in trials if t._trial_id == stale] == [TrialState.FAIL]
+    assert len(trials) >= first.trials + 1
