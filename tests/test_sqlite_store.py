@@ -69,6 +69,19 @@ def test_an_old_schema_goes_through_rdbstorage_which_asks_for_an_upgrade(tmp_pat
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("v3.0.0.d",)]
 
 
+def test_a_plan_on_a_fresh_and_an_existing_store_imports_no_sqlalchemy(tmp_path):
+    """The point of this module: SQLAlchemy and Optuna's ORM models cost a plan ~0.2 s of imports."""
+    probe = ("import sys; from moeplan.planner import PlanRequest, Priors, plan; "
+             "r = PlanRequest(flops=1e21, priors=Priors(max_d_hidden=2048, max_experts=64), "
+             "storage='sqlite:///s.db'); plan(r); plan(r.model_copy(update={'flops': 2e21})); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic') "
+             "or m.endswith('_rdb.models')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "[]"
+    with contextlib.closing(sqlite3.connect(tmp_path / "s.db")) as db:
+        assert db.execute("SELECT count(*) FROM studies").fetchone() == (2,)
+
+
 # -- the same operations through both storages give the same rows -----------------------------------------
 @pytest.fixture(scope="module")
 def empty_store(tmp_path_factory) -> Path:
@@ -218,7 +231,7 @@ def everything(storage) -> list[str]:
     return read
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.fixed_dictionaries({"study_attrs": attrs, "trial_attrs": attrs, "steps": steps, "value": objective_values,
                               "trials": st.lists(finished_trials(3), min_size=2, max_size=6)}))
 def test_both_storages_write_the_same_rows_and_read_each_others_stores(tmp_path, empty_store, data):
