@@ -157,6 +157,13 @@ def _sqlite_tables(path: Path) -> set[str] | None:
         raise MoeplanError(f"{path}: not an SQLite database ({err})") from None
 
 
+def _sqlite_tables_or_none(path: Path) -> set[str] | None:
+    try:
+        return _sqlite_tables(path)
+    except MoeplanError:
+        return None
+
+
 @cache
 def _schema_head() -> str:
     """The newest revision of Optuna's schema, read from its migration scripts without importing alembic."""
@@ -304,8 +311,9 @@ def _create_sqlite(url: str, path: Path, kwargs: dict):
         _create_schema(storage.engine)
         return storage
     except BaseException:
-        if created and path.exists() and path.stat().st_size == 0:
-            path.unlink()  # leave no empty file behind a failure
+        if created and path.exists() and not _sqlite_tables_or_none(path):
+            for leftover in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+                leftover.unlink(missing_ok=True)  # no empty file behind a failure (WAL mode writes a header)
         raise
     finally:
         os.close(fd)

@@ -348,3 +348,34 @@ def test_resume_fails_the_trials_an_old_moeplan_left_running(tmp_path):
     trials = optuna.load_study(study_name="s", storage=url).trials
     assert [t.state for t in trials if t._trial_id == stale] == [TrialState.FAIL]
     assert len(trials) >= first.trials + 1
+
+
+def test_a_pickled_storage_opens_its_own_connection_to_the_same_store(tmp_path):
+    import pickle
+
+    storage = SQLiteStorage.create(tmp_path / "s.db")
+    storage.create_new_study([MIN], "s")
+    copy = pickle.loads(pickle.dumps(storage))
+    assert copy._db is not storage._db and copy.get_study_id_from_name("s") == 1
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_a_fresh_store_and_its_wal_files_honour_the_umask(tmp_path, mask):
+    import os
+
+    old = os.umask(mask)
+    try:
+        storage = store.open_storage(f"sqlite:///{tmp_path / 's.db'}")
+        storage.create_new_study([MIN], "s")  # a write: SQLite makes the -wal and -shm files
+        modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+        storage.close()
+    finally:
+        os.umask(old)
+    assert modes == {name: 0o666 & ~mask for name in ("s.db", "s.db-wal", "s.db-shm")}
+
+
+def test_a_store_whose_schema_cannot_be_made_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(_optuna_schema, "DDL", (*_optuna_schema.DDL[:3], "CREATE TABLE broken ("))
+    with pytest.raises(store.MoeplanError, match="cannot open storage"):
+        store.open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    assert list(tmp_path.iterdir()) == []
