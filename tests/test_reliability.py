@@ -107,11 +107,25 @@ def test_a_server_that_never_answers_gets_one_line_within_seconds():
 
 # -- studies ------------------------------------------------------------------------------------------
 def test_a_plans_trials_are_stored_in_one_transaction(tmp_path):
+    memory = optuna.create_study()
+    memory.optimize(lambda t: t.suggest_int("x", 0, 9) ** 2, n_trials=10)
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    stored = optuna.create_study(storage=storage, study_name="s")
+    statements = []
+    storage._db.set_trace_callback(statements.append)  # moeplan's sqlite3 store: every statement it runs
+    add_trials(stored, memory.trials)
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == ["BEGIN IMMEDIATE", "COMMIT"]
+    assert [(t.number, t.params, t.value) for t in stored.trials] == [(t.number, t.params, t.value)
+                                                                      for t in memory.trials]
+
+
+def test_a_plans_trials_are_stored_in_one_transaction_through_sqlalchemy(tmp_path):
+    """Stores moeplan's sqlite3 storage does not open (older schemas, servers) go through RDBStorage."""
     import sqlalchemy
 
     memory = optuna.create_study()
     memory.optimize(lambda t: t.suggest_int("x", 0, 9) ** 2, n_trials=10)
-    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
     stored = optuna.create_study(storage=storage, study_name="s")
     commits = []
     sqlalchemy.event.listen(storage.engine, "commit", lambda _conn: commits.append(1))

@@ -147,7 +147,7 @@ def record_front(space: Space, front: ParetoFront, storage_url: str | None, name
     """A three-objective study whose trials are the front (optuna-dashboard draws its Pareto-front plot)."""
     import optuna
 
-    from moeplan.planner.study import distributions, open_storage
+    from moeplan.planner.study import add_trials, distributions, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(storage_url)
@@ -178,7 +178,7 @@ def record_front(space: Space, front: ParetoFront, storage_url: str | None, name
             trials.append(optuna.trial.create_trial(
                 params=d.axes, distributions=dists, user_attrs=attrs,
                 values=[d.loss, float(d.total_params), p.serve_flops_per_token]))
-        study.add_trials(trials)
+        add_trials(study, trials)  # one transaction on an SQL store, not one per point
     except BaseException:
         optuna.delete_study(study_name=name, storage=storage)  # never leave a half-written study
         raise

@@ -20,7 +20,7 @@ from moeplan.planner.request import PlanRequest
 from moeplan.planner.result import Counts, LawPrediction, Plan, Search, Training
 from moeplan.planner.solve import enumerate_space, solve
 from moeplan.planner.space import Space
-from moeplan.planner.study import FINISHED, describe, run_study
+from moeplan.planner.study import FINISHED, close_storage, describe, run_study
 from moeplan.store import DEFAULT_STORAGE
 
 ALTERNATIVES = 7  # band members shown and recorded as trials besides the chosen plan
@@ -203,6 +203,11 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
         study, interrupted = run_study(space, proposals, request.storage, name, request.trials, request.seed, False,
                                        request.workers, request.resume)
 
+    try:
+        trials = len(study.get_trials(deepcopy=False, states=FINISHED))
+    finally:
+        close_storage(study._storage)  # the store's connection ends with the call, not when it is collected
+
     certificate = None
     if verify:
         certificate = enumerate_space(space, request.tolerance, keep=request.band_keep,
@@ -234,7 +239,7 @@ def plan(request: PlanRequest, verify: bool = False) -> Plan:
         certificate_band_size=None if certificate is None else len(certificate),
         study_name=name,
         storage=request.storage or DEFAULT_STORAGE,
-        trials=len(study.get_trials(deepcopy=False, states=FINISHED)),
+        trials=trials,
         interrupted=interrupted,
     )
     return Plan(

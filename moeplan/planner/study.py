@@ -29,6 +29,7 @@ from moeplan.flops.count import count
 from moeplan.laws.inputs import of_count
 from moeplan.planner.space import AXES, Space
 from moeplan.processes import die_with_parent
+from moeplan.sqlite_store import SQLiteStorage
 from moeplan.store import DEFAULT_STORAGE, in_memory, open_storage, store_file
 
 TRAINING_BYTES_PER_PARAM = 16  # bf16 weights and grads, fp32 master weights and two Adam moments
@@ -162,23 +163,33 @@ def add_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> N
     """Store finished trials: in one transaction on an SQL store (one log record each on a journal)."""
     trials = [_dashboard_constraints(t) for t in trials]
     storage = getattr(study._storage, "_backend", study._storage)  # Optuna wraps RDBStorage in a read cache
+    if isinstance(storage, SQLiteStorage):  # one BEGIN IMMEDIATE transaction
+        _retried(lambda: storage.add_finished_trials(study._study_id, trials))
+        return
     if not isinstance(storage, optuna.storages.RDBStorage):
         study.add_trials(trials)
         return
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    for attempt in range(5):  # retried as Optuna retries its own writes: a rolled-back transaction left nothing
+    def write() -> None:
+        with _create_scoped_session(storage.scoped_session) as session:
+            if storage.engine.dialect.name == "sqlite":  # take the write lock first: no upgrade deadlock
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            models.StudyModel.find_or_raise_by_id(study._study_id, session, for_update=True)
+            for trial in trials:
+                storage._get_prepared_new_trial(study._study_id, trial, session)
+
+    _retried(write)
+
+
+def _retried(write, attempts: int = 5) -> None:
+    """Retried as Optuna retries its own writes: a rolled-back transaction left nothing behind."""
+    for attempt in range(attempts):
         try:
-            with _create_scoped_session(storage.scoped_session) as session:
-                if storage.engine.dialect.name == "sqlite":  # take the write lock first: no upgrade deadlock
-                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-                models.StudyModel.find_or_raise_by_id(study._study_id, session, for_update=True)
-                for trial in trials:
-                    storage._get_prepared_new_trial(study._study_id, trial, session)
-            return
+            return write()
         except optuna.exceptions.StorageInternalError:
-            if attempt == 4:
+            if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
 
@@ -296,7 +307,7 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
         try:
             study = _open_study(storage, url, name, space, multi, resume)
         except BaseException:
-            _close(storage)  # a refused store is left as it was: no WAL files of an open connection either
+            close_storage(storage)  # a refused store is left as it was: no WAL files of an open connection either
             raise
         fresh = not study.get_trials(deepcopy=False)
         try:
@@ -321,10 +332,13 @@ def run_study(space: Space, proposals: list[tuple[str, dict[str, int]]], storage
     return study, stop.requested
 
 
-def _close(storage) -> None:
-    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
-    if engine is not None:
-        engine.dispose()
+def close_storage(storage) -> None:
+    """Close the connections a storage holds: an SQLite store's WAL files go with the last one."""
+    storage = getattr(storage, "_backend", storage)
+    if isinstance(storage, SQLiteStorage):
+        storage.close()
+    elif getattr(storage, "engine", None) is not None:
+        storage.engine.dispose()
 
 
 def _open_study(storage, url: str, name: str, space: Space, multi: bool, resume: bool) -> optuna.Study:
