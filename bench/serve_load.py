@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.loopback import free_port, postgres_cluster  # noqa: E402
 
-MOEPLAN = [sys.executable, "-c", "from moeplan.cli.main import main; main()"]
+MOEPLAN = [sys.executable, "-c", "from moeplan.cli.script import run; run()"]
 
 
 @contextlib.contextmanager

@@ -167,7 +167,7 @@ def run(command: str, files: dict[str, str]) -> tuple[str, str]:
     concrete = fill(command, files)
     if concrete.startswith("api: "):
         return api_call(concrete.removeprefix("api: "))
-    result = subprocess.run([sys.executable, "-c", "from moeplan.cli.main import main; main()",
+    result = subprocess.run([sys.executable, "-c", "from moeplan.cli.script import run; run()",
                              *shlex.split(concrete)[1:]], capture_output=True, text=True, cwd=files["folder"])
     return str(result.returncode), result.stderr.strip()
 

@@ -1,19 +1,25 @@
 """moeplan: plan Mixture-of-Experts pre-training runs from a compute budget."""
 
 from moeplan._version import __version__
-from moeplan.flops import MLA, Architecture, Convention, count
 
-_PLANNER = {"plan": "moeplan.planner", "PlanRequest": "moeplan.planner", "Plan": "moeplan.planner",
-            "Priors": "moeplan.planner", "frontier": "moeplan.planner.curves", "budgets": "moeplan.planner.curves"}
+# Loaded when first asked for: the counter imports pydantic, the planner optuna (~0.4 s), and a CLI command
+# that needs neither should not wait for them (nor be interrupted inside them).
+_LAZY = {"MLA": "moeplan.flops", "Architecture": "moeplan.flops", "Convention": "moeplan.flops",
+         "count": "moeplan.flops", "plan": "moeplan.planner", "PlanRequest": "moeplan.planner",
+         "Plan": "moeplan.planner", "Priors": "moeplan.planner", "frontier": "moeplan.planner.curves",
+         "budgets": "moeplan.planner.curves"}
 
 
 def __getattr__(name: str):
-    # The planner imports optuna (~0.4 s); load it only when asked for, so `moeplan count` stays quick.
-    if name in _PLANNER:
+    if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_PLANNER[name]), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'moeplan' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = ["MLA", "Architecture", "Convention", "Plan", "PlanRequest", "Priors", "__version__", "budgets", "count",

@@ -1,5 +1,5 @@
 """`python -m moeplan ...` runs the CLI, as the `moeplan` console script does."""
 
-from moeplan.cli.main import main
+from moeplan.cli.script import run
 
-main()
+run()

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from moeplan.planner import PlanRequest, Priors, plan
 from moeplan.planner.request import MAX_FLOPS
 
-MOEPLAN = [sys.executable, "-c", "from moeplan.cli.main import main; main()"]
+MOEPLAN = [sys.executable, "-c", "from moeplan.cli.script import run; run()"]
 FLOAT_FIELDS = [name for name, f in PlanRequest.model_fields.items() if "float" in repr(f.annotation)]
 PRIOR_FLOATS = [name for name, f in Priors.model_fields.items() if "float" in repr(f.annotation)]
 

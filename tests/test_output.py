@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 QWEN3 = ROOT / "moeplan" / "examples" / "qwen3-30b-a3b.config.json"
 ARCH = {"n_layers": 2, "d_hidden": 64, "n_heads": 4, "d_expert": 32, "n_experts": 8, "top_k": 2, "vocab_size": 100}
-MAIN = "from moeplan.cli.main import main; main()"
+MAIN = "from moeplan.cli.script import run; run()"
 SMALL_PLAN = ("plan", "--flops", "1e19", "--max-d-hidden", "1024", "--max-experts", "32", "--storage", ":memory:")
 
 
@@ -182,6 +182,59 @@ def test_a_command_imports_no_other_commands_code():
     loaded = eval(r.stderr.strip().splitlines()[-1])
     assert "moeplan.cli.plan" in loaded
     assert not {"moeplan.cli.sweep", "moeplan.cli.fit", "moeplan.cli.serve", "moeplan.cli.assess"} & set(loaded)
+
+
+RUN = "from moeplan.cli.script import run; run()"
+
+
+def console_script(*args, code: str = RUN) -> subprocess.CompletedProcess:
+    """The console script's own path (`run`: main, then an exit without the interpreter's teardown)."""
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_the_console_script_writes_everything_and_keeps_exit_codes(cli):
+    """No output is lost by skipping the teardown: the JSON equals main()'s, and 0, 1, 2 keep their meaning."""
+    whole = console_script(*SMALL_PLAN, "--json")
+    assert whole.returncode == 0 and whole.stderr == ""
+    assert json.loads(whole.stdout) == cli(*SMALL_PLAN, "--json").json()
+    usage = console_script("plan", "--flops", "-1")
+    assert (usage.returncode, usage.stdout, usage.stderr.count("\n")) == (2, "", 1)
+    domain = console_script("plan", "--flops", "1e10", "--storage", ":memory:")
+    assert domain.returncode == 1 and domain.stderr.startswith("moeplan: error:") and domain.stderr.count("\n") == 1
+
+
+def test_the_console_script_runs_atexit_handlers_and_collects_garbage_in_commands():
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+            "import moeplan.cli.main as m\n"
+            "again = m._collect_again\n"
+            "def spy():\n    again()\n    print('gc', gc.isenabled(), gc.get_freeze_count() > 0, file=sys.stderr)\n"
+            "m._collect_again = spy\n"
+            "from moeplan.cli.script import run\nrun()")
+    r = console_script("laws", code=code)
+    assert r.returncode == 0 and "gc True True" in r.stderr and "atexit ran" in r.stderr
+
+
+def test_ctrl_c_during_start_up_is_one_line():
+    """SIGINT while the console script imports the CLI (before main runs): one line and exit 130, not a
+    KeyboardInterrupt traceback out of whichever module was loading. The import is held open for the test."""
+    import signal
+
+    code = ("import sys, time\n"
+            "class Hold:\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'moeplan.cli.main':\n"
+            "            print('importing', file=sys.stderr, flush=True)\n"
+            "            time.sleep(60)\n"
+            "sys.meta_path.insert(0, Hold())\n"
+            "from moeplan.cli.script import run\nrun()")
+    p = subprocess.Popen([sys.executable, "-c", code, "laws"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.stderr.readline() == "importing\n"
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert (p.returncode, out, err) == (130, "", "moeplan: error: interrupted\n")
 
 
 def test_python_dash_m_moeplan_runs_the_cli():

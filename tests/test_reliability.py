@@ -22,7 +22,7 @@ from moeplan.store import open_storage
 
 SMALL = ["--flops", "1e21", "--max-d-hidden", "2048", "--max-experts", "64", "--max-top-k", "8", "--max-shared", "2"]
 PRIORS = Priors(max_d_hidden=2048, max_experts=64, max_top_k=8, max_shared=2)
-MOEPLAN = [sys.executable, "-c", "from moeplan.cli.main import main; main()"]
+MOEPLAN = [sys.executable, "-c", "from moeplan.cli.script import run; run()"]
 TORN = ('{"op_code": 0, "worker_id": "x", "study_name": "a", "directions": [1]}\n'
         '{"op_code": 0, "worker_id": "x", "study_nam')
 

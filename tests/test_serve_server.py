@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[1]
 QWEN = ROOT / "moeplan" / "examples" / "qwen3-30b-a3b.config.json"
 RUNS = ROOT / "tests" / "data" / "gadre2024_overtraining_runs.csv"
-MOEPLAN = [sys.executable, "-c", "from moeplan.cli.main import main; main()"]
+MOEPLAN = [sys.executable, "-c", "from moeplan.cli.script import run; run()"]
 SMALL_ARGS = ["--flops", "1e21", "--max-d-hidden", "2048", "--max-experts", "64", "--max-top-k", "8",
               "--max-shared", "2"]
 SMALL = {"flops": 1e21, "priors": {"max_d_hidden": 2048, "max_experts": 64, "max_top_k": 8, "max_shared": 2}}

@@ -24,7 +24,7 @@ from tests.loopback import free_port, postgres_bindir, postgres_cluster
 SMALL = ["--flops", "1e21", "--max-d-hidden", "2048", "--max-experts", "64", "--max-top-k", "8", "--max-shared", "2"]
 REFERENCE = PlanRequest(flops=1e21, priors=Priors(max_d_hidden=2048, max_experts=64, max_top_k=8, max_shared=2),
                         storage=":memory:")
-MOEPLAN = [sys.executable, "-c", "from moeplan.cli.main import main; main()"]
+MOEPLAN = [sys.executable, "-c", "from moeplan.cli.script import run; run()"]
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
