@@ -192,3 +192,33 @@ def test_bound_holds_for_fitted_constants_of_any_sign(request, data):
     assert len(bnb) == len(full)
     if len(full):
         assert bnb.loss[0] == full.loss[0]
+
+
+@pytest.mark.parametrize(("compute", "flops_per_token", "tokens"), [  # [HOL] Table 2: C, M (GFLOPs), D (B tokens)
+    (3e18, 0.4856, 6.1775), (1e20, 3.2681, 30.5985), (3e20, 5.9390, 50.5138)])
+def test_plans_carry_hols_allocation_as_its_table_2_gives_it(compute, flops_per_token, tokens):
+    from moeplan.planner.plan import allocations
+
+    hol = {a.law: a for a in allocations(compute)}["hol"]
+    assert hol.flops_per_token / 1e9 == pytest.approx(flops_per_token, abs=6e-4)
+    assert hol.tokens / 1e9 == pytest.approx(tokens, abs=6e-3)
+    assert hol.fitted_range == (1e18, 3e20)
+
+
+@given(st.floats(1e18, 1e27))
+@settings(max_examples=30, deadline=None)
+def test_every_allocation_spends_the_compute(compute):
+    """C = M·D in both papers: an allocation's tokens times its FLOPs per token is the compute (their
+    coefficients multiply to 1 within the rounding of the printed constants)."""
+    from moeplan.planner.plan import allocations
+
+    for a in allocations(compute):
+        assert a.tokens * a.flops_per_token == pytest.approx(compute, rel=2e-3)
+
+
+def test_a_plan_reports_the_allocations_at_its_own_compute():
+    from moeplan.planner.plan import allocations
+
+    result = plan(PlanRequest(flops=3e19, priors=Priors(max_d_hidden=2048, max_experts=32)))
+    assert result.training.allocations == allocations(result.training.compute)
+    assert [a.law for a in result.training.allocations] == ["hol", "ling"]

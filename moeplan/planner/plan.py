@@ -17,7 +17,7 @@ from moeplan.laws.model import Law, Variable
 from moeplan.planner.binding import binding_constraints
 from moeplan.planner.designs import Design
 from moeplan.planner.request import PlanRequest
-from moeplan.planner.result import Counts, LawPrediction, Plan, Search, Training
+from moeplan.planner.result import Allocation, Counts, LawPrediction, Plan, Search, Training
 from moeplan.planner.solve import enumerate_space, solve
 from moeplan.planner.space import Space
 from moeplan.planner.study import FINISHED, close_storage, describe, run_study
@@ -275,7 +275,18 @@ def _training(request: PlanRequest, compute: float, best: Design, derived: dict)
         tokens_per_active_param=best.tokens / best.active_params,
         ling_learning_rate=float(ling.evaluate("learning_rate", C=request.compute)),
         ling_batch_tokens=float(ling.evaluate("batch_tokens", C=request.compute)),
+        allocations=allocations(compute),
     )
+
+
+def allocations(compute: float) -> list[Allocation]:
+    """[HOL] Eq. 2 and [LING]'s MoE allocation at `compute`: D_opt and M_opt (docs/science.md sections 4, 5)."""
+    hol, ling = get_law("hol"), get_law("ling")
+    return [Allocation(law="hol", tokens=float(hol.evaluate(C=compute)),
+                       flops_per_token=float(hol.evaluate("flops_per_token", C=compute)),
+                       fitted_range=hol.variables[0].domain),
+            Allocation(law="ling", tokens=float(ling.evaluate("moe_tokens", C=compute)),
+                       flops_per_token=float(ling.evaluate("moe_flops_per_token", C=compute)), fitted_range=None)]
 
 
 def _law_prediction(request: PlanRequest, law: Law, samples: list[dict[str, float]], q: dict,

@@ -42,6 +42,20 @@ class Counts(BaseModel):
         description=f"{TRAINING_BYTES_PER_PARAM} bytes per parameter (mixed-precision Adam)")
 
 
+class Allocation(BaseModel):
+    """A published compute-allocation law at the plan's compute (C = M·D): the tokens it would train on and the
+    FLOPs per token that leaves, beside the plan's, whose size the loss law and the tokens floor decide."""
+
+    model_config = _FROZEN
+
+    law: str = Field(description="hol: [HOL] Eq. 2; ling: [LING]'s MoE allocation (A = 7.8 %, G_L = 2)")
+    tokens: float = Field(description="compute-optimal training tokens D_opt(C)")
+    flops_per_token: float = Field(description="compute-optimal training FLOPs per token M_opt(C), in the "
+                                               "paper's own convention (docs/science.md)")
+    fitted_range: tuple[float, float] | None = Field(
+        description="the compute range the law was fitted on (None: not stated in docs/science.md)")
+
+
 class Training(BaseModel):
     """The training run: its compute, its tokens, and [LING]'s suggested hyperparameters for that compute."""
 
@@ -54,6 +68,8 @@ class Training(BaseModel):
     tokens_per_active_param: float = Field(description="tokens / all active parameters")
     ling_learning_rate: float = Field(description="[LING] suggested peak learning rate 1.1576 C^-0.1529")
     ling_batch_tokens: float = Field(description="[LING] suggested batch in tokens 0.0694 C^0.3644 (reconstructed)")
+    allocations: list[Allocation] = Field(
+        description="what [HOL]'s and [LING]'s compute-allocation laws give at this compute, for orientation")
 
 
 class LawPrediction(BaseModel):
