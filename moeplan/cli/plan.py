@@ -162,9 +162,6 @@ def _request(values: dict, cluster: dict, ep_given: bool):
 plan_command = WithOptions(_plan_command, request_options)
 
 
-_CITED = {"hol": "[HOL] Eq. 2", "ling": "[LING] MoE"}
-
-
 def _beyond(allocation, compute: float) -> str:
     fitted = allocation.fitted_range
     return f", fitted up to {fitted[1]:.0e}" if fitted and compute > fitted[1] else ""
@@ -269,7 +266,7 @@ def render(p) -> None:
     t.add_row("[LING]", f"EL {law.efficiency_leverage:.2f}: worth {law.dense_equivalent_compute:.3g} dense FLOPs; "
                         f"suggested lr {t_.ling_learning_rate:.2e}, batch {human(t_.ling_batch_tokens)} tokens")
     t.add_row("allocation", escape("compute-optimal tokens of other papers' laws at this compute: " + "; ".join(
-        f"{_CITED[a.law]} {human(a.tokens)} ({human(a.flops_per_token)} FLOPs/token{_beyond(a, t_.compute)})"
+        f"{a.source} {human(a.tokens)} ({human(a.flops_per_token)} FLOPs/token{_beyond(a, t_.compute)})"
         for a in t_.allocations) + f"; the plan {human(t_.tokens)}"))
     for b in s.binding:
         also = f", also breaking {'; '.join(b.also)}" if b.also else ""

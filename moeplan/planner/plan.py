@@ -282,10 +282,10 @@ def _training(request: PlanRequest, compute: float, best: Design, derived: dict)
 def allocations(compute: float) -> list[Allocation]:
     """[HOL] Eq. 2 and [LING]'s MoE allocation at `compute`: D_opt and M_opt (docs/science.md sections 4, 5)."""
     hol, ling = get_law("hol"), get_law("ling")
-    return [Allocation(law="hol", tokens=float(hol.evaluate(C=compute)),
+    return [Allocation(law="hol", source="[HOL] Eq. 2", tokens=float(hol.evaluate(C=compute)),
                        flops_per_token=float(hol.evaluate("flops_per_token", C=compute)),
                        fitted_range=hol.variables[0].domain),
-            Allocation(law="ling", tokens=float(ling.evaluate("moe_tokens", C=compute)),
+            Allocation(law="ling", source="[LING] MoE", tokens=float(ling.evaluate("moe_tokens", C=compute)),
                        flops_per_token=float(ling.evaluate("moe_flops_per_token", C=compute)), fitted_range=None)]
 
 

@@ -49,6 +49,7 @@ class Allocation(BaseModel):
     model_config = _FROZEN
 
     law: str = Field(description="hol: [HOL] Eq. 2; ling: [LING]'s MoE allocation (A = 7.8 %, G_L = 2)")
+    source: str = Field(description="where the allocation is printed, in the short names of docs/science.md")
     tokens: float = Field(description="compute-optimal training tokens D_opt(C)")
     flops_per_token: float = Field(description="compute-optimal training FLOPs per token M_opt(C), in the "
                                                "paper's own convention (docs/science.md)")

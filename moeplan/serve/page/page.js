@@ -80,8 +80,8 @@ function render(p) {
   row(t, "memory", `${Math.round(n.weight_memory_gb)} GB bf16 weights, ${Math.round(n.training_memory_gb)} GB training state`);
   row(t, "[LING]", `EL ${law.efficiency_leverage.toFixed(2)}; lr ${train.ling_learning_rate.toExponential(2)}, ` +
       `batch ${human(train.ling_batch_tokens)} tokens`);
-  row(t, "allocation", train.allocations.map(a => `${a.law === "hol" ? "[HOL] Eq. 2" : "[LING] MoE"} ` +
-      `${human(a.tokens)} tokens`).join("; ") + `; the plan ${human(train.tokens)}`);
+  row(t, "allocation", train.allocations.map(a => `${a.source} ${human(a.tokens)} tokens`).join("; ") +
+      `; the plan ${human(train.tokens)}`);
   if (p.cluster) {
     const c = p.cluster, L = c.layout, m = c.memory;
     row(t, "cluster", `${c.gpus} x ${c.accelerator.name}; TP ${L.tp}, PP ${L.pp}, EP ${L.ep}, DP ` +
