@@ -83,11 +83,16 @@ def create_schema(db: sqlite3.Connection) -> None:
         raise
 
 
+# Every connection moeplan opens on an SQLite store, through sqlite3 or SQLAlchemy (moeplan/store.py):
+# WAL and synchronous=NORMAL, so a commit costs milliseconds instead of an fsync each.
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+
+
 def connect(path: Path, timeout: float) -> sqlite3.Connection:
-    """Autocommit (transactions are explicit), WAL, and synchronous=NORMAL: a commit costs no fsync."""
+    """Autocommit (transactions are explicit), with `PRAGMAS`."""
     db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    for pragma in PRAGMAS:
+        db.execute(pragma)
     return db
 
 

@@ -101,16 +101,17 @@ def _whole_size(path: Path) -> int:
 def _sqlite_pragmas(engine) -> None:
     import sqlalchemy
 
+    from moeplan.sqlite_store import PRAGMAS
+
     if getattr(engine, "_moeplan_pragmas", False):  # a new store set them before making its tables
         return
     engine._moeplan_pragmas = True
 
-    # WAL and synchronous=NORMAL: a commit costs milliseconds instead of an fsync each.
     @sqlalchemy.event.listens_for(engine, "connect")
     def _pragmas(connection, _record):
         cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        for pragma in PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     engine.dispose()
