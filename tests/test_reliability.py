@@ -200,23 +200,26 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.slow
-def test_workers_die_with_a_killed_parent_and_keep_their_trials(tmp_path):
-    url = f"sqlite:///{tmp_path / 's.db'}"
+def _start_plan_with_workers(url: str) -> tuple[subprocess.Popen, list[int]]:
+    """A long plan on study "w" with two workers, 3 s after they started."""
     p = subprocess.Popen([*MOEPLAN, "plan", *SMALL, "--storage", url, "--study", "w", "--trials", "3000",
                           "--workers", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(_children(p.pid)) < 2:
         time.sleep(0.2)
-    workers = [c for c in _children(p.pid)]
+    workers = _children(p.pid)
     assert workers, "no worker started"
     time.sleep(3)
+    return p, workers
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_killed_parent_and_keep_their_trials(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    p, workers = _start_plan_with_workers(url)
     p.kill()
     p.wait()
-    deadline = time.time() + 30
-    while time.time() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.2)
-    assert not any(_alive(w) for w in workers)
+    assert _all_gone(workers, within=30)
     study = optuna.load_study(study_name="w", storage=url)
     assert all(t.state.is_finished() for t in study.trials) and len(study.trials) > 10
 
@@ -226,21 +229,12 @@ def test_ctrl_c_with_workers_stores_every_finished_trial_and_stops_them(tmp_path
     import signal
 
     url = f"sqlite:///{tmp_path / 's.db'}"
-    p = subprocess.Popen([*MOEPLAN, "plan", *SMALL, "--storage", url, "--study", "w", "--trials", "3000",
-                          "--workers", "2", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(_children(p.pid)) < 2:
-        time.sleep(0.2)
-    workers = _children(p.pid)
-    time.sleep(3)
+    p, workers = _start_plan_with_workers(url)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     assert json.loads(out)["search"]["interrupted"] is True and "Traceback" not in err
-    deadline = time.time() + 10  # multiprocessing's resource tracker leaves when it reads the parent's exit
-    while time.time() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.2)
-    assert not any(_alive(w) for w in workers)
+    assert _all_gone(workers, within=10)  # multiprocessing's resource tracker leaves when it reads the parent's exit
     study = optuna.load_study(study_name="w", storage=url)
     assert all(t.state.is_finished() for t in study.trials)
     assert json.loads(out)["search"]["trials"] <= len(study.trials) < 3000
